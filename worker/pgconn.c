@@ -1,0 +1,2 @@
+/* placeholder until the real implementation lands */
+#include "worker/pgconn.h"

@@ -1,0 +1,78 @@
+/* Non-blocking PostgreSQL connection on the libev loop.
+ *
+ * Each rw_pg owns one PGconn in non-blocking pipeline mode, watched with
+ * ev_io on PQsocket. Work is submitted as an "op": one or more statements
+ * (extended protocol, text parameters, types inferred by the server) sent
+ * back to back and closed by a pipeline sync, so one op is one round trip.
+ * Several ops may be in flight; their callbacks run in submission order.
+ * Statements of one op without BEGIN run in one implicit transaction.
+ *
+ * Callback rules (libuv's): rw_pg_submit returning -1 never calls its
+ * callback; otherwise the callback runs exactly once, also when the
+ * connection is lost (r->conn_lost). Results passed to callbacks are
+ * borrowed and freed when the callback returns. rw_pg_free may be called
+ * from inside a callback: the free is deferred until the callback returns. */
+#ifndef RW_PGCONN_H
+#define RW_PGCONN_H
+
+#include <ev.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+typedef struct rw_pg rw_pg;
+
+struct rw_pg_stmt {
+    const char *sql;
+    int nparams;
+    const char *const *params;   /* copied at submit; NULL entries are SQL NULL */
+};
+
+struct rw_pg_result {
+    bool ok;                     /* every statement succeeded */
+    bool conn_lost;              /* the connection failed before the op finished */
+    const char *error;           /* first error message, borrowed, or NULL */
+    const char *sqlstate;        /* SQLSTATE of the first error, or NULL */
+    int nresults;
+    PGresult *const *results;    /* one per statement, borrowed; NULL if skipped */
+};
+
+typedef void (*rw_pg_done_cb)(rw_pg *pg, const struct rw_pg_result *r, void *arg);
+
+struct rw_pg_callbacks {
+    void (*on_ready)(rw_pg *pg, void *arg);               /* connected, usable */
+    void (*on_lost)(rw_pg *pg, const char *why, void *arg); /* connect failed or dropped */
+    void (*on_notify)(rw_pg *pg, const char *channel, const char *payload, void *arg);
+    void *arg;
+};
+
+/* New, unconnected handle; conninfo is copied. Returns NULL on OOM. */
+rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
+                 const struct rw_pg_callbacks *cb, int connect_timeout_s);
+/* Starts connecting (again). on_ready or on_lost follows. */
+void rw_pg_connect(rw_pg *pg);
+bool rw_pg_ready(const rw_pg *pg);
+/* Ops sent but not yet answered. */
+int rw_pg_inflight(const rw_pg *pg);
+/* The underlying PGconn (borrowed; NULL when not connected). */
+PGconn *rw_pg_conn(rw_pg *pg);
+
+int rw_pg_submit(rw_pg *pg, const struct rw_pg_stmt *stmts, int n,
+                 rw_pg_done_cb cb, void *arg) __attribute__((warn_unused_result));
+int rw_pg_query(rw_pg *pg, const char *sql, int nparams,
+                const char *const *params, rw_pg_done_cb cb, void *arg)
+    __attribute__((warn_unused_result));
+
+/* Sends a cancel request for whatever runs now (blocking for the short
+ * cancel handshake; PQcancel is the only libpq way). Returns 0 or -1. */
+int rw_pg_cancel(rw_pg *pg, char *err, size_t errlen);
+
+/* Drops the connection: pending ops complete with conn_lost; on_lost is not
+ * called. The handle may be connected again. */
+void rw_pg_disconnect(rw_pg *pg);
+void rw_pg_free(rw_pg **pg);
+
+/* Blocking helpers for CLI subcommands (never used inside the loop). */
+PGconn *rw_pg_connect_blocking(const char *conninfo, const char *what,
+                               char *err, size_t errlen);
+
+#endif
