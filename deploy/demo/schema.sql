@@ -7,6 +7,7 @@
 -- Safe to run again: everything is created if missing, policies are replaced.
 
 \set ON_ERROR_STOP on
+set client_min_messages = warning;
 
 -- The guide's grants, per database, for each restricted role: use the public
 -- schema and read/write its tables, now and (default privileges) later.
@@ -78,3 +79,22 @@ begin
                        'crud-' || r.role || '-policy-delete', r.role, r.modify);
     end loop;
 end $$;
+
+-- Per-user counts, written only by the system task stats_global.sql (the
+-- restricted roles get no write policy, so they can only read).
+create table if not exists todo_stats (
+    user_id    text primary key,
+    open       int not null,
+    done       int not null,
+    updated_at timestamptz not null default now()
+);
+alter table todo_stats enable row level security;
+grant select on todo_stats to authenticated_backend, moderator_backend, admin_backend;
+revoke insert, update, delete on todo_stats
+    from authenticated_backend, moderator_backend, admin_backend;
+drop policy if exists "todo_stats-read-own" on todo_stats;
+create policy "todo_stats-read-own" on todo_stats for select to authenticated_backend
+    using ((select auth.user_id()) = user_id);
+drop policy if exists "todo_stats-read-all" on todo_stats;
+create policy "todo_stats-read-all" on todo_stats for select
+    to moderator_backend, admin_backend using (true);
