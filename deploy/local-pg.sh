@@ -32,6 +32,7 @@ find_bindir() {
         echo "$RLSWORKER_PG_BINDIR"
         return
     fi
+    # shellcheck disable=SC2012  # the glob only matches version directories
     d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
     [ -n "$d" ] || die "no PostgreSQL server in /usr/lib/postgresql/*/bin: install postgresql-15 (see deploy/packages.txt) or set RLSWORKER_PG_BINDIR"
     echo "$d"
@@ -91,12 +92,19 @@ EOF
 # Reads the generated passwords into shell variables of the same names.
 load_creds() {
     [ -r "$CREDS" ] || die "cannot read $CREDS: run \"deploy/local-pg.sh start\" first (as the user that owns $PGDATA_DIR, or root)"
+    owner_password='' authenticated_password='' moderator_password='' admin_backend_password=''
     while IFS='=' read -r key value; do
         case $key in
-            owner_password|authenticated_password|moderator_password|admin_backend_password)
-                eval "$key=\$value" ;;
+            owner_password) owner_password=$value ;;
+            authenticated_password) authenticated_password=$value ;;
+            moderator_password) moderator_password=$value ;;
+            admin_backend_password) admin_backend_password=$value ;;
         esac
     done < "$CREDS"
+    if [ -z "$owner_password" ] || [ -z "$authenticated_password" ] ||
+        [ -z "$moderator_password" ] || [ -z "$admin_backend_password" ]; then
+        die "$CREDS lacks a password; delete $PGDATA_DIR to start over"
+    fi
 }
 
 url() { echo "postgresql://$1:$2@127.0.0.1:$PORT/$DB"; }

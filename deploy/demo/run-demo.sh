@@ -25,6 +25,7 @@ die() { echo "run-demo: $*" >&2; exit 1; }
 
 install_packages() {
     missing=""
+    # shellcheck disable=SC2013  # one package name per line, no spaces
     for p in $(grep -v '^[[:space:]]*#' deploy/packages.txt); do
         dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' ||
             missing="$missing $p"
@@ -47,6 +48,7 @@ build() {
 }
 
 PSQL=psql
+# shellcheck disable=SC2012  # the glob only matches version directories
 command -v psql >/dev/null 2>&1 ||
     PSQL=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)/psql
 
