@@ -21,4 +21,9 @@ struct rw_builtin {
 int rw_builtin_count(void);
 const struct rw_builtin *rw_builtin_at(int i);
 
+/* Reports the end of a built-in job: `error` NULL on success, else a
+ * message for last_error (borrowed; copied by the executor). Implemented by
+ * the executor; a task calls it exactly once per start(). */
+void rw_builtin_done(struct rw_builtin_job *bj, const char *error);
+
 #endif

@@ -24,6 +24,7 @@ struct rw_sql_stmt {
     int nparams;
     char **param_names;   /* param_names[i] binds $(i+1) */
     int line;             /* line of the task file where it starts */
+    const char *task;     /* borrowed: the owning task's name (for errors) */
 };
 
 struct rw_builtin;        /* jobs/builtin.h */
@@ -44,6 +45,8 @@ struct rw_task {
     const struct rw_builtin *builtin;  /* non-NULL for built-in C tasks */
 };
 
+#define RW_TASK_MAX_BYTES (1024 * 1024)   /* largest task file */
+
 /* Parses one task file's text. `path` is used for the default task name
  * (file name without .sql) and in errors, which read "PATH:LINE: what".
  * Returns 0 or -1. */
@@ -56,7 +59,9 @@ void rw_task_free(struct rw_task **task);
  * `owned` (caller frees each and the array with rw_task_bind_free).
  * A payload key the statement needs but the payload lacks is an error
  * naming the key. JSON strings bind as their text, numbers and booleans as
- * their literal, null as SQL NULL, objects and arrays as JSON text. */
+ * their literal, null as SQL NULL, objects and arrays as JSON text.
+ * values[] may borrow from `payload` and `subject`: keep both alive until
+ * the query has been sent. On error nothing needs freeing. */
 struct rw_bind {
     const char **values;
     char **owned;
