@@ -136,3 +136,31 @@ def test_env_has_the_four_urls(bare_db):
     assert env["DATABASE_MODERATOR_URL"] == bare_db.moderator_url
     assert env["DATABASE_ADMIN_BACKEND_URL"] == bare_db.admin_backend_url
     assert env["EXTRA"] == "1" and "PATH" in env
+
+
+def test_cluster_settings(pg, bare_db):
+    assert bare_db.val("show max_connections") == "300"
+    assert bare_db.val("show listen_addresses") == "127.0.0.1"
+    assert bare_db.val("select inet_server_port()") == pg.port
+    assert bare_db.val("select current_user", role="postgres") == "postgres"
+
+
+def test_cli_and_spawn(rlsworker, tasks_dir):
+    r = rlsworker.cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("rlsworker "), r
+    p = rlsworker.spawn("--version")
+    assert p.wait(10) == 0
+    assert p.read_stdout().startswith("rlsworker ")
+    assert rlsworker.cli("no-such-command").returncode == 2
+
+
+def test_write_task(tasks_dir):
+    from helpers import write_task
+    path = write_task(tasks_dir, "hello", """
+        -- task: hello
+        -- run_as: user
+
+        select 1;
+    """)
+    assert path.endswith("/tasks/hello.sql")
+    assert open(path).read() == "-- task: hello\n-- run_as: user\n\nselect 1;\n"
