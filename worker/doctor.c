@@ -185,11 +185,17 @@ static int canary_read(PGconn *c, const char *role, const char *claims, char *go
     if (!r)
         return -1;
     PQclear(r);
-    r = rw_rolecheck_query(c,
-        "select case when to_regprocedure('auth.user_id()') is null"
-        " then current_setting('request.jwt.claims', true)::jsonb ->> 'sub'"
-        " else (select auth.user_id())::text end",
-        0, NULL, rep, "canary", role);
+    r = rw_rolecheck_query(c, "select to_regprocedure('auth.user_id()') is not null",
+                           0, NULL, rep, "canary", role);
+    if (!r)
+        return -1;
+    bool has_user_id = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    /* auth.user_id() when it exists; else the raw setting policies could use */
+    r = rw_rolecheck_query(c, has_user_id
+                           ? "select (select auth.user_id())::text"
+                           : "select current_setting('request.jwt.claims', true)::jsonb"
+                             " ->> 'sub'", 0, NULL, rep, "canary", role);
     if (!r)
         return -1;
     snprintf(got, gotlen, "%s", PQgetisnull(r, 0, 0) ? "(null)" : PQgetvalue(r, 0, 0));

@@ -380,10 +380,20 @@ static void admin_queue(const PGresult *r, struct rw_report *rep)
                       "can read and update rlsworker.jobs and claim jobs");
 }
 
-static void admin_schema(PGconn *admin, const char *who, struct rw_report *rep)
+/* Returns the schema version (0: not installed), or -1 (FAIL added). */
+static int admin_schema(PGconn *admin, const char *who, struct rw_report *rep)
 {
     char err[512];
-    int v = rw_schema_version(admin, err, sizeof err), latest = rw_migrations_latest();
+    int v = 0, latest = rw_migrations_latest();
+    PGresult *r = rw_rolecheck_query(admin,
+        "select to_regclass('rlsworker.migrations') is not null", 0, NULL, rep,
+        "admin.schema", who);
+
+    if (!r)
+        return -1;
+    if (is_true(r, 0, 0))
+        v = rw_schema_version(admin, err, sizeof err);
+    PQclear(r);
 
     if (v < 0)
         rw_report_add(rep, "admin.schema", RW_CHECK_FAIL, who, "%s", err);
@@ -401,6 +411,7 @@ static void admin_schema(PGconn *admin, const char *who, struct rw_report *rep)
     else
         rw_report_add(rep, "admin.schema", RW_CHECK_PASS, who,
                       "schema rlsworker is at version %d", v);
+    return v;
 }
 
 int rw_rolecheck_admin(PGconn *admin, struct rw_report *rep)
@@ -415,9 +426,10 @@ int rw_rolecheck_admin(PGconn *admin, struct rw_report *rep)
         PQclear(r);
         return -1;
     }
-    admin_schema(admin, PQgetvalue(r, 0, 0), rep);
+    int version = admin_schema(admin, PQgetvalue(r, 0, 0), rep);
     admin_attributes(r, rep);
-    admin_queue(r, rep);
+    if (version > 0)    /* else the schema FAIL says it all */
+        admin_queue(r, rep);
     PQclear(r);
     return 0;
 }
