@@ -69,6 +69,9 @@ int rw_pg_cancel(rw_pg *pg, char *err, size_t errlen);
 /* Drops the connection: pending ops complete with conn_lost; on_lost is not
  * called. The handle may be connected again. */
 void rw_pg_disconnect(rw_pg *pg);
+/* Drops the connection as if it had been lost: pending ops complete with
+ * conn_lost, then on_lost runs (from the loop, not from inside the caller). */
+void rw_pg_abort(rw_pg *pg, const char *why);
 void rw_pg_free(rw_pg **pg);
 
 /* Blocking helpers for CLI subcommands (never used inside the loop). */

@@ -1,0 +1,91 @@
+/* Heartbeats and lock recovery. Each worker heartbeats every
+ * heartbeat_interval; every worker also sweeps: jobs held by a worker whose
+ * heartbeat is older than lock_timeout go back to the queue (the attempt
+ * stays counted). Sweeping is idempotent, so several sweepers are safe. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "scheduler/scheduler_int.h"
+#include "worker/log.h"
+#include "worker/worker.h"
+
+static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    struct rw_worker *w = arg;
+
+    if (!r->ok) {
+        if (!r->conn_lost)
+            rw_warn("could not send heartbeat: %s", r->error);
+        return;
+    }
+    if (PQgetvalue(r->results[0], 0, 0)[0] != 't') {
+        /* we were declared lost: our jobs were requeued; their completions
+         * will be refused (and rolled back), so just register again */
+        rw_warn("this worker was declared lost by another worker (heartbeat older "
+                "than lock_timeout); registering again");
+        rw_pg_abort(w->ctl, "re-registering after being declared lost");
+    }
+}
+
+static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct rw_worker *w = t->data;
+    const char *params[1] = {w->id};
+
+    if (w->registered && rw_pg_query(w->ctl, "select rlsworker.heartbeat($1)", 1, params,
+                                     heartbeat_done, w) < 0)
+        rw_warn("could not send heartbeat: not connected");
+}
+
+static void sweep_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    int n;
+
+    if (!r->ok) {
+        if (!r->conn_lost)
+            rw_warn("could not sweep jobs of lost workers: %s", r->error);
+        return;
+    }
+    n = atoi(PQgetvalue(r->results[0], 0, 0));
+    if (n > 0)
+        rw_info("returned %d jobs of lost workers to the queue", n);
+}
+
+static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct rw_worker *w = t->data;
+    char tmo[16];
+    const char *params[1] = {tmo};
+
+    snprintf(tmo, sizeof tmo, "%d", w->cfg.lock_timeout_s);
+    if (w->registered &&
+        rw_pg_query(w->ctl, "select rlsworker.sweep_lost($1::int)", 1, params,
+                    sweep_done, w) < 0)
+        rw_debug("sweep skipped: not connected");
+    /* spread sweeps of many workers: between 1/4 and 1/2 of lock_timeout */
+    t->repeat = w->cfg.lock_timeout_s * (0.25 + (random() % 1000) / 4000.0);
+    ev_timer_again(loop, t);
+}
+
+void rw_sched_recovery_init(struct rw_worker *w)
+{
+    ev_init(&w->heartbeat_timer, on_heartbeat);
+    w->heartbeat_timer.data = w;
+    w->heartbeat_timer.repeat = w->cfg.heartbeat_interval_s;
+    ev_init(&w->sweep_timer, on_sweep);
+    w->sweep_timer.data = w;
+}
+
+void rw_sched_recovery_start(struct rw_worker *w)
+{
+    ev_timer_again(w->loop, &w->heartbeat_timer);
+    /* sweep soon after start: a restarted worker recovers its old jobs fast */
+    w->sweep_timer.repeat = 0.5;
+    ev_timer_again(w->loop, &w->sweep_timer);
+}
+
+void rw_sched_recovery_stop(struct rw_worker *w)
+{
+    ev_timer_stop(w->loop, &w->heartbeat_timer);
+    ev_timer_stop(w->loop, &w->sweep_timer);
+}

@@ -1,0 +1,20 @@
+/* Optional subsystems of `rlsworker run` (cron, HTTP intake, role checks),
+ * each started and stopped in a stated order by worker/cmd_run.c. */
+#ifndef RW_RUN_HOOKS_H
+#define RW_RUN_HOOKS_H
+
+#include <stddef.h>
+
+struct rw_worker;
+
+/* Before any connection: parse the crontab etc. Returns 0 or -1 (err). */
+int rw_run_hooks_prepare(struct rw_worker *w, char *err, size_t errlen);
+/* Fail-closed checks of every restricted role. Returns 0 or -1 (err). */
+int rw_run_hooks_check_roles(struct rw_worker *w, char *err, size_t errlen);
+/* After the scheduler started: cron runner, HTTP intake. */
+int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen);
+/* SIGHUP: reload the crontab (the old one stays on error). */
+void rw_run_hooks_reload(struct rw_worker *w);
+void rw_run_hooks_stop(struct rw_worker *w);
+
+#endif
