@@ -2,6 +2,7 @@
 #include "jobs/taskbody.h"
 #include "jobs/sqlscan.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,13 @@ static int keep_token(struct body_ctx *c, const struct rw_sql_token *t)
     return append(c, t->start, t->len, t->line);
 }
 
+static int ends_word(char ch)
+{
+    unsigned char u = (unsigned char)ch;
+
+    return isalnum(u) || u == '_' || u == '$' || u >= 0x80;
+}
+
 /* :name -> $k, the same k for the same name within the statement. */
 static int add_param(struct body_ctx *c, const struct rw_sql_token *t)
 {
@@ -104,10 +112,12 @@ static int add_param(struct body_ctx *c, const struct rw_sql_token *t)
             return oom(c, t->line);
         b->nnames++;
     }
-    snprintf(dollar, sizeof dollar, "$%d", k + 1);
     if (keep_token(c, t) < 0)
         return -1;
     b->len -= t->len;   /* keep_token copied ":name"; put "$k" there instead */
+    /* After an identifier character "$k" would become part of it (x$1). */
+    snprintf(dollar, sizeof dollar, "%s$%d",
+             b->len && ends_word(b->sql[b->len - 1]) ? " " : "", k + 1);
     return append(c, dollar, strlen(dollar), t->line);
 }
 
