@@ -25,7 +25,7 @@ void rw_rolecheck_oneline(char *dst, size_t dstlen, const char *msg)
             dst[j++] = ';';
             dst[j++] = ' ';
         } else {
-            dst[j++] = *s;
+            dst[j++] = *s == '\t' ? ' ' : *s;
         }
     }
     dst[j] = '\0';
