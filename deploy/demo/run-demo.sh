@@ -24,19 +24,7 @@ step() { printf '\n==> %s\n' "$*"; }
 die() { echo "run-demo: $*" >&2; exit 1; }
 
 install_packages() {
-    missing=""
-    # shellcheck disable=SC2013  # one package name per line, no spaces
-    for p in $(grep -v '^[[:space:]]*#' deploy/packages.txt); do
-        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-            missing="$missing $p"
-    done
-    [ -z "$missing" ] && return 0
-    [ "$(id -u)" = 0 ] || die "missing Debian packages:$missing; run this script as root, or: sudo apt-get install -y$missing"
-    step "installing packages:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update
-    # shellcheck disable=SC2086
-    apt-get install -y --no-install-recommends $missing
+    "$repo/deploy/install-packages.sh" || die "could not install the packages in deploy/packages.txt"
 }
 
 BUILD=${RLSWORKER_BUILD_DIR:-build}
