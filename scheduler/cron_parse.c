@@ -194,6 +194,9 @@ static int parse_head(struct rw_cron_entry *e, char *head, struct line_ctx *c)
         n--;
     }
     for (int i = 0; i < n; i++)
+        if (tok[i][0] == '[' || tok[i][0] == '"')
+            return fail(c, "payload must be a JSON object ({...})");
+    for (int i = 0; i < n; i++)
         if (tok[i][0] == '?')
             return fail(c, "options (\"?...\") must come right after the task name");
     int nsched = (n > 0 && tok[0][0] == '@') ? 1 : n - 1;
