@@ -35,11 +35,13 @@ int rw_cli_config(const char *cmd, struct rw_config *cfg, int *argc, char **argv
 
     if (rc < 0) {
         rw_cli_error(cmd, "%s", err);
+        rw_config_free(cfg);
         return rc == -2 ? RW_EXIT_USAGE : RW_EXIT_FAIL;
     }
     if (!rw_log_parse_level(cfg->log_level, &level)) {
         rw_cli_error(cmd, "log_level must be debug, info, warning or error, got \"%s\"",
                      cfg->log_level);
+        rw_config_free(cfg);
         return RW_EXIT_USAGE;
     }
     rw_log_set_level(level);

@@ -11,7 +11,8 @@
 bool rw_cli_wants_help(int argc, char **argv);
 
 /* Loads the configuration for a subcommand (see rw_config_from_args),
- * printing any error. Returns 0, or the exit code to return (1 or 2). */
+ * printing any error. Returns 0, or the exit code to return (1 or 2); on
+ * error cfg is already freed. */
 int rw_cli_config(const char *cmd, struct rw_config *cfg, int *argc, char **argv);
 
 /* Connects to DATABASE_URL (blocking), printing a clear error on failure. */
