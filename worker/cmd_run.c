@@ -194,16 +194,16 @@ static int prepare(struct rw_worker *w)
         rw_cli_error(CMD, "%s", err);
         return -1;
     }
+    if (rw_run_hooks_check_roles(w, err, sizeof err) < 0) {
+        fprintf(stderr, "rlsworker run: refusing to start:\n%s\n", err);
+        return -1;
+    }
     if (check_schema(&w->cfg) < 0)
         return -1;
     w->user_role = login_role(w->cfg.authenticated_url, "DATABASE_AUTHENTICATED_URL",
                               err, sizeof err);
     if (!w->user_role) {
         rw_cli_error(CMD, "%s", err);
-        return -1;
-    }
-    if (rw_run_hooks_check_roles(w, err, sizeof err) < 0) {
-        fprintf(stderr, "rlsworker run: refusing to start:\n%s\n", err);
         return -1;
     }
     return 0;

@@ -24,11 +24,22 @@ static int exec_ok(PGconn *c, const char *sql, char *err, size_t errlen)
 
 int rw_schema_version(PGconn *admin, char *err, size_t errlen)
 {
-    PGresult *r = PQexec(admin,
-        "select case when to_regclass('rlsworker.migrations') is null then 0 "
-        "else (select coalesce(max(version), 0) from rlsworker.migrations) end");
+    /* two queries: the table name is resolved when a query is parsed, so a
+     * single "case when to_regclass(...)" still fails on a fresh database */
+    PGresult *r = PQexec(admin, "select to_regclass('rlsworker.migrations') is not null");
     int v = -1;
 
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "could not read schema version: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    if (PQgetvalue(r, 0, 0)[0] != 't') {
+        PQclear(r);
+        return 0;
+    }
+    PQclear(r);
+    r = PQexec(admin, "select coalesce(max(version), 0) from rlsworker.migrations");
     if (PQresultStatus(r) == PGRES_TUPLES_OK)
         v = atoi(PQgetvalue(r, 0, 0));
     else
