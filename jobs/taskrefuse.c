@@ -149,6 +149,9 @@ static const char *check_set(const struct rw_sql_token *toks, int n)
     if (strncmp(name, "request.", 8) == 0)
         return "request.* settings carry the job's claims, which only the worker sets; "
                "read them with current_setting() instead";
+    if (strncmp(name, "rlsworker.", 10) == 0)
+        return "rlsworker.* settings (such as the chain token) are set by the worker only; "
+               "remove the statement";
     return NULL;
 }
 

@@ -286,6 +286,8 @@ static const struct error_case error_cases[] = {
     { "set local role admin", "changing the role inside a task" },
     { "set local request.jwt.claims = '{}'", "request.* settings carry the job's claims" },
     { "set local \"request.jwt.claims\" to '{}'", "request.* settings" },
+    { "set local rlsworker.chain_token = 'x'", "rlsworker.* settings (such as the chain token)" },
+    { "SET LOCAL \"RLSWORKER\".\"CHAIN_TOKEN\" TO 'x'", "rlsworker.* settings" },
     { "reset all", "use SET LOCAL" },
     { "discard all", "use SET LOCAL" },
     { "listen ch", "a LISTEN outlives the job" },
