@@ -41,6 +41,15 @@ void rw_sched_report(struct rw_worker *w, enum rw_outcome_kind kind, long long i
         kind, id, error ? strdup(error) : NULL, delay_ms, dead};
 }
 
+void rw_sched_free_outcomes(struct rw_worker *w)
+{
+    for (int i = 0; i < w->noutcomes; i++)
+        free(w->outcomes[i].error);
+    free(w->outcomes);
+    w->outcomes = NULL;
+    w->noutcomes = w->outcomes_cap = 0;
+}
+
 struct flush_op {
     struct rw_worker *w;
     struct rw_outcome *items;

@@ -13,6 +13,7 @@
 #include "worker/cli.h"
 #include "worker/commands.h"
 #include "worker/log.h"
+#include "worker/metrics.h"
 #include "worker/migrations.h"
 #include "worker/pgconn.h"
 #include "worker/worker.h"
@@ -153,10 +154,9 @@ static void worker_free(struct rw_worker *w)
         rw_registry_free(&w->retired[i]);
     free(w->retired);
     rw_registry_free(&w->tasks);
-    for (int i = 0; i < w->noutcomes; i++)
-        free(((char **)w->outcomes)[0] ? NULL : NULL);
-    free(w->outcomes);
+    rw_sched_free_outcomes(w);
     free(w->user_role);
+    rw_metrics_free(&w->metrics);
     rw_config_free(&w->cfg);
 }
 
@@ -232,6 +232,7 @@ int rw_cmd_run(int argc, char **argv)
     if (prepare(&w) < 0)
         goto out;
     w.loop = ev_default_loop(EVFLAG_AUTO);
+    w.metrics = rw_metrics_new();
     if (make_pools(&w) < 0 || rw_sched_start(&w) < 0) {
         rw_cli_error(CMD, "out of memory");
         goto out;

@@ -15,6 +15,7 @@
 #include "jobs/builtin.h"
 #include "scheduler/backoff.h"
 #include "worker/log.h"
+#include "worker/metrics.h"
 #include "worker/worker.h"
 
 #define SQLSTATE_NOT_HELD "RW001"
@@ -39,9 +40,12 @@ static int timeout_s(const struct rw_job *job)
     return job->t && job->t->timeout_s > 0 ? job->t->timeout_s : job->w->cfg.task_timeout_s;
 }
 
-static void job_end(struct rw_job *job)
+static void job_end(struct rw_job *job, const char *outcome)
 {
     struct rw_worker *w = job->w;
+
+    if (outcome)
+        rw_metrics_job(w->metrics, job->task, outcome, ev_now(w->loop) - job->started);
 
     ev_timer_stop(w->loop, &job->timeout);
     job->state = RW_JOB_ENDED;
@@ -74,7 +78,7 @@ static void job_failed(struct rw_job *job, const char *error, bool final)
         w->stats.dead++;
     else
         w->stats.failed++;
-    job_end(job);
+    job_end(job, dead ? "dead" : "failed");
 }
 
 static void job_completed(struct rw_job *job, bool report)
@@ -85,7 +89,7 @@ static void job_completed(struct rw_job *job, bool report)
                    (ev_now(job->w->loop) - job->started) * 1000.0);
     if (report)
         rw_sched_report(job->w, RW_OUT_COMPLETE, job->id, NULL, 0, false);
-    job_end(job);
+    job_end(job, "completed");
 }
 
 static void job_released(struct rw_job *job)
@@ -93,7 +97,7 @@ static void job_released(struct rw_job *job)
     rw_job_log(RW_LOG_INFO, job, "put back in the queue without counting the attempt");
     job->w->stats.released++;
     rw_sched_report(job->w, RW_OUT_RELEASE, job->id, NULL, 0, false);
-    job_end(job);
+    job_end(job, "released");
 }
 
 void rw_job_free(struct rw_job **jp)
@@ -297,7 +301,7 @@ static void sql_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     if (r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
         /* lock recovery gave the job to another worker: nothing to report */
         rw_job_log(RW_LOG_WARNING, job, "no longer held by this worker; its effects were rolled back");
-        job_end(job);
+        job_end(job, "lost");
         return;
     }
     if (job->abandoned) {

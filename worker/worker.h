@@ -22,6 +22,8 @@
 struct rw_pool;
 struct rw_pconn;
 struct rw_cron_runner;
+struct rw_metrics;
+struct rw_intake;
 
 enum rw_job_state { RW_JOB_CLAIMED, RW_JOB_WAITING, RW_JOB_RUNNING, RW_JOB_ENDED };
 
@@ -102,6 +104,8 @@ struct rw_worker {
     struct rw_job *jobs;          /* every live job */
     struct rw_stats stats;
     struct rw_cron_runner *cron;
+    struct rw_intake *intake;
+    struct rw_metrics *metrics;   /* owned; never NULL while running */
     struct rw_registry **retired; /* older registries still used by jobs */
     int nretired;
     char *user_role;              /* role DATABASE_AUTHENTICATED_URL logs in as */
@@ -119,6 +123,7 @@ void rw_sched_stop(struct rw_worker *w, bool immediate);
 
 enum rw_outcome_kind { RW_OUT_COMPLETE, RW_OUT_FAIL, RW_OUT_RELEASE };
 /* Queues a job's outcome for the next batch on the control connection. */
+void rw_sched_free_outcomes(struct rw_worker *w);
 void rw_sched_report(struct rw_worker *w, enum rw_outcome_kind kind, long long id,
                      const char *error, long long delay_ms, bool dead);
 

@@ -1,0 +1,28 @@
+/* Process metrics in Prometheus text format. Counters are plain integers
+ * updated on the loop thread (no locking: one thread). Label values are
+ * task names, outcomes and reason codes: bounded sets, never user input
+ * beyond task names (which are validated identifiers). */
+#ifndef RW_METRICS_H
+#define RW_METRICS_H
+
+#include <stddef.h>
+
+struct rw_metrics;
+
+struct rw_metrics *rw_metrics_new(void);
+void rw_metrics_free(struct rw_metrics **m);
+
+/* outcome: completed | failed | dead | released */
+void rw_metrics_job(struct rw_metrics *m, const char *task, const char *outcome,
+                    double seconds);
+/* one HTTP intake request answered with `status` */
+void rw_metrics_intake(struct rw_metrics *m, int status);
+/* one token refused, by reason code (jwt.h's short reason strings) */
+void rw_metrics_token_rejected(struct rw_metrics *m, const char *reason);
+/* queue depth as last read from the database: state -> count */
+void rw_metrics_queue_depth(struct rw_metrics *m, const char *state, long long count);
+
+/* Renders every metric; returns a malloc'd string the caller frees. */
+char *rw_metrics_render(const struct rw_metrics *m);
+
+#endif
