@@ -15,6 +15,9 @@ int rw_run_hooks_check_roles(struct rw_worker *w, char *err, size_t errlen);
 int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen);
 /* SIGHUP: reload the crontab (the old one stays on error). */
 void rw_run_hooks_reload(struct rw_worker *w);
+/* Shutdown began: stop producing new jobs (cron ticks, intake). */
+void rw_run_hooks_quiesce(struct rw_worker *w);
+/* After the loop ended: free what start made. */
 void rw_run_hooks_stop(struct rw_worker *w);
 
 #endif

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "scheduler/cron_runner.h"
+#include "scheduler/run_hooks.h"
 #include "scheduler/scheduler_int.h"
 #include "worker/log.h"
 #include "worker/worker.h"
@@ -326,6 +328,8 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     w->registered = true;
     w->ctl_backoff_ms = 0;
     rw_sched_recovery_start(w);
+    if (w->cron && !w->stopping)
+        rw_cron_runner_start(w->cron);
     w->more_ready = true;
     rw_sched_maybe_claim(w);
 }
@@ -487,6 +491,7 @@ void rw_sched_stop(struct rw_worker *w, bool immediate)
     if (!w->stopping) {
         w->stopping = true;
         ev_timer_stop(w->loop, &w->poll_timer);
+        rw_run_hooks_quiesce(w);
         /* jobs that have not started go back at once, uncounted */
         for (struct rw_job *j = w->jobs, *next; j; j = next) {
             next = j->next;

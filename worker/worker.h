@@ -22,6 +22,7 @@
 struct rw_pool;
 struct rw_pconn;
 struct rw_cron_runner;
+struct rw_crontab;
 struct rw_metrics;
 struct rw_intake;
 
@@ -104,6 +105,7 @@ struct rw_worker {
     struct rw_job *jobs;          /* every live job */
     struct rw_stats stats;
     struct rw_cron_runner *cron;
+    struct rw_crontab *crontab_pending; /* parsed at start, until cron starts */
     struct rw_intake *intake;
     struct rw_metrics *metrics;   /* owned; never NULL while running */
     struct rw_registry **retired; /* older registries still used by jobs */
