@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# rlsworker benchmark: prints figures, asserts nothing about speed.
+#
+#   tests/bench/bench.sh                    throughput + latency on a throwaway cluster
+#   QUICK=1 tests/bench/bench.sh            JOBS=10000 RUNS=1, concurrency 1 and 10, 300 samples
+#
+# Throughput (method of graphile-worker's perfTest, as in ../shared/bench-peers):
+# per run a fresh database, `rlsworker migrate`, time `rlsworker run --once` on an
+# empty queue (start-up), queue JOBS jobs with ONE add_job statement, CHECKPOINT,
+# time `rlsworker run --once --concurrency C` until it exits (queue drained), and
+# check that no job is left. jobs_per_s = JOBS / (drain - start-up); raw_jobs_per_s
+# includes start-up. Tasks (TASKS):
+#   noop          built-in C task; completions are batched (one complete_jobs per batch)
+#   user_insert   SQL task add_todo (deploy/demo): run as the restricted role with the
+#                 job's claims, one transaction per job that inserts a todo under RLS
+#                 and completes the job (exactly-once) = one commit per job
+#   user_select1  SQL task `select 1` as the restricted role with claims (the per-job
+#                 transaction cost without the table write)
+# Latency: a running `rlsworker run` (LISTEN/NOTIFY), SAMPLES sequential user-scoped
+# jobs, enqueue -> task start (tests/bench/latency.py), after 100 warm-up jobs.
+#
+# Env: JOBS (20000) RUNS (3) CONCURRENCIES ("1 10 50") TASKS ("noop user_insert")
+#      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency")
+#      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH (100)
+#      RLSWORKER_BIN (default build-bench/rlsworker, built in Release when missing)
+#      BENCH_PEERS_DIR (default <repo>/../shared/bench-peers; its env.sh/start_pg.sh are
+#      used when present) REUSE_PG=1: use the already running bench-peers cluster
+#      (compare.sh / contender.sh) and leave it running; otherwise a throwaway cluster
+#      in a temporary directory on 127.0.0.1:${PGPORT:-55442} is started and removed.
+# Result lines:
+#   rlsworker task=noop concurrency=10 jobs=20000 runs=3 jobs_per_s=MED (min .. max) raw_jobs_per_s=...
+#   rlsworker_latency task=user_latency concurrency=24 samples=1000 runs=1 p50_ms=.. p95_ms=.. p99_ms=.. avg_ms=..
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+if [ "${QUICK:-0}" = 1 ]; then
+    : "${JOBS:=10000}" "${RUNS:=1}" "${CONCURRENCIES:=1 10}" "${SAMPLES:=300}"
+fi
+JOBS=${JOBS:-20000}; RUNS=${RUNS:-3}; CONCURRENCIES=${CONCURRENCIES:-1 10 50}
+TASKS=${TASKS:-noop user_insert}; SAMPLES=${SAMPLES:-1000}; LAT_CONCURRENCY=${LAT_CONCURRENCY:-24}
+PHASES=${PHASES:-throughput latency}; CLAIM_BATCH=${CLAIM_BATCH:-100}
+BIN=${RLSWORKER_BIN:-$repo/build-bench/rlsworker}
+PEERS=${BENCH_PEERS_DIR:-$repo/../shared/bench-peers}
+DB=bench_rlsworker
+for v in "$JOBS" "$RUNS" "$SAMPLES" "$CLAIM_BATCH"; do
+    case "$v" in ''|*[!0-9]*) echo "bench: JOBS, RUNS, SAMPLES and CLAIM_BATCH must be whole numbers" >&2; exit 2;; esac
+done
+[ "$JOBS" -le 1000000 ] && [ "$RUNS" -le 20 ] || { echo "bench: at most JOBS=1000000, RUNS=20" >&2; exit 2; }
+
+# ---- cluster ----------------------------------------------------------------
+own_cluster=0
+worker_pid=
+orig_sync=
+work=$(mktemp -d /tmp/rlsworker-bench.XXXXXX)
+chmod 755 "$work"
+
+if [ "${REUSE_PG:-0}" != 1 ]; then
+    export PGROOT="$work/pg" PGPORT="${PGPORT:-55442}"
+fi
+if [ -r "$PEERS/env.sh" ]; then
+    # shellcheck source=/dev/null
+    source "$PEERS/env.sh"
+else
+    # the same settings as bench-peers' env.sh, for a checkout without ../shared
+    : "${PGROOT:=$work/pg}" "${PGPORT:=55442}"
+    PGDATA_DIR=$PGROOT/data; PGBIN=/usr/lib/postgresql/15/bin
+    if [ "$(id -u)" = 0 ]; then PG_OS_USER=postgres; else PG_OS_USER=$(id -un); fi
+    export PGHOST=127.0.0.1 PGPORT PGUSER=postgres PGDATABASE=postgres PATH="$PGBIN:$PATH"
+    as_pg() { if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@"; else runuser -u "$PG_OS_USER" -- "$@"; fi; }
+    pg_running() { [ -f "$PGDATA_DIR/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; }
+fi
+
+start_own_cluster() {
+    if [ -x "$PEERS/start_pg.sh" ]; then
+        "$PEERS/start_pg.sh"
+    else
+        id "$PG_OS_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_OS_USER"
+        mkdir -p "$PGROOT"
+        head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$PGROOT/password"
+        chown -R "$PG_OS_USER" "$PGROOT"; chmod 700 "$PGROOT"; chmod 644 "$PGROOT/password"
+        as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --pwfile="$PGROOT/password" \
+            --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$work/initdb.log" 2>&1 \
+            || { cat "$work/initdb.log"; return 1; }
+        as_pg sh -c "cat >> '$PGDATA_DIR/postgresql.conf'" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = ''
+max_connections = 200
+synchronous_commit = on
+fsync = on
+CONF
+        as_pg sh -c "echo 'host all all 127.0.0.1/32 scram-sha-256' > '$PGDATA_DIR/pg_hba.conf'"
+        as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGROOT/postgres.log" -w -t 60 start >/dev/null
+        echo "start_pg status=started port=$PGPORT data=$PGDATA_DIR"
+    fi
+    export PGPASSWORD; PGPASSWORD=$(cat "$PGROOT/password")
+}
+
+cleanup() {
+    local rc=$?
+    if [ -n "$worker_pid" ]; then kill -TERM "$worker_pid" 2>/dev/null || true; wait "$worker_pid" 2>/dev/null || true; fi
+    if [ -n "$orig_sync" ] && pg_running; then
+        psql -qAtX -c "alter system set synchronous_commit = '$orig_sync'" -c "select pg_reload_conf()" >/dev/null || true
+    fi
+    if [ "$own_cluster" = 1 ] && pg_running; then
+        as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null || true
+        echo "stop_pg status=stopped data=$PGDATA_DIR"
+    fi
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "${REUSE_PG:-0}" = 1 ]; then
+    pg_running || { echo "bench: REUSE_PG=1 but no cluster runs in $PGDATA_DIR" >&2; exit 1; }
+else
+    if ss -ltn 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$PGPORT\$"; then
+        echo "bench: port $PGPORT is in use; set PGPORT" >&2; exit 1
+    fi
+    own_cluster=1
+    start_own_cluster
+fi
+export PGPASSWORD; PGPASSWORD=$(cat "$PGROOT/password")
+
+# ---- binary -------------------------------------------------------------------
+if [ ! -x "$BIN" ]; then
+    echo "bench: building $BIN (Release)"
+    cmake -S "$repo" -B "$repo/build-bench" -DCMAKE_BUILD_TYPE=Release -DRLSWORKER_TESTS=OFF >/dev/null
+    cmake --build "$repo/build-bench" -j"$(nproc)" --target rlsworker >/dev/null
+    BIN=$repo/build-bench/rlsworker
+fi
+
+# ---- roles, tasks -------------------------------------------------------------
+owner_pw=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+auth_pw=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+psql -qX -v ON_ERROR_STOP=1 -v owner_password="$owner_pw" -v authenticated_password="$auth_pw" \
+    -v moderator_password="$auth_pw-m" -v admin_backend_password="$auth_pw-a" \
+    -f "$repo/deploy/roles.sql" >/dev/null
+url() { echo "postgresql://$1:$2@127.0.0.1:$PGPORT/$DB"; }
+export DATABASE_URL; DATABASE_URL=$(url neondb_owner "$owner_pw")
+export DATABASE_AUTHENTICATED_URL; DATABASE_AUTHENTICATED_URL=$(url authenticated_backend "$auth_pw")
+
+if [ -n "${SYNC_COMMIT:-}" ]; then
+    orig_sync=$(psql -qAtX -c 'show synchronous_commit')
+    psql -qAtX -c "alter system set synchronous_commit = '$SYNC_COMMIT'" -c "select pg_reload_conf()" >/dev/null
+    sleep 0.5
+fi
+sync_now=$(psql -qAtX -c 'show synchronous_commit')
+
+tasks=$work/tasks
+mkdir -p "$tasks"
+cp "$repo/deploy/demo/tasks/add_todo.sql" "$tasks/"
+cat > "$tasks/bench_select1.sql" <<'SQL'
+-- task: bench.select1
+-- run_as: user
+select 1;
+SQL
+cat > "$tasks/bench_latency.sql" <<'SQL'
+-- task: bench.latency
+-- run_as: user
+insert into bench_latency (n, enqueued_at, started_at)
+values (:n::int, :t0::timestamptz, clock_timestamp());
+select pg_notify('rlsworker_bench', :n::text);
+SQL
+
+# A fresh database: demo schema (todos under RLS), the latency table, the queue.
+fresh_db() {
+    PGOPTIONS="-c client_min_messages=warning" psql -qX -v ON_ERROR_STOP=1 -c "drop database if exists $DB with (force)" \
+        -c "create database $DB owner neondb_owner" >/dev/null
+    psql -qX -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f "$repo/deploy/demo/schema.sql" >/dev/null
+    psql -qX -v ON_ERROR_STOP=1 -d "$DATABASE_URL" >/dev/null <<'SQL'
+create table bench_latency (
+    n           int primary key,
+    enqueued_at timestamptz not null,
+    started_at  timestamptz not null,
+    user_id     text not null default (auth.user_id())
+);
+alter table bench_latency enable row level security;
+grant insert on bench_latency to authenticated_backend;
+create policy bench_latency_own on bench_latency for insert to authenticated_backend
+    with check ((select auth.user_id()) = user_id);
+SQL
+    "$BIN" migrate --log-level warning >/dev/null
+}
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+run_once() { # concurrency
+    "$BIN" run --once --tasks "$tasks" --concurrency "$1" --pool-size "$1" \
+        --claim-batch "$CLAIM_BATCH" --log-level warning
+}
+q() { psql -qAtX -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -c "$1"; }
+# median / min / max of the numbers on stdin, graphile's format
+mmm() { sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.0f (min %.0f max %.0f)", m, a[1], a[NR]}'; }
+
+enqueue_sql() { # task jobs
+    local claims="claims => jsonb_build_object('sub', 'user' || (i % 100), 'role', 'authenticated')"
+    case "$1" in
+    noop) echo "select count(rlsworker.add_job('noop')) from generate_series(1, $2) i";;
+    user_insert) echo "select count(rlsworker.add_job('add_todo', jsonb_build_object('title', 't' || i), $claims)) from generate_series(1, $2) i";;
+    user_select1) echo "select count(rlsworker.add_job('bench.select1', '{}', $claims)) from generate_series(1, $2) i";;
+    *) echo "bench: unknown task $1 (noop, user_insert, user_select1)" >&2; return 1;;
+    esac
+}
+
+throughput_run() { # task concurrency run -> prints "jps raw"
+    local task=$1 c=$2 r=$3 t0 startup queue drain left done_rows
+    fresh_db
+    t0=$(now_ms); run_once "$c"; startup=$(( $(now_ms) - t0 ))
+    t0=$(now_ms); q "$(enqueue_sql "$task" "$JOBS")" >/dev/null; queue=$(( $(now_ms) - t0 ))
+    psql -qAtX -c "checkpoint" >/dev/null
+    t0=$(now_ms); run_once "$c"; drain=$(( $(now_ms) - t0 ))
+    left=$(q "select count(*) from rlsworker.jobs")
+    [ "$left" = 0 ] || { echo "bench: $left jobs left after draining ($task, concurrency $c)" >&2; return 1; }
+    if [ "$task" = user_insert ]; then
+        done_rows=$(q "select count(*) from todos")
+        [ "$done_rows" = "$JOBS" ] || { echo "bench: $done_rows todos for $JOBS jobs" >&2; return 1; }
+    fi
+    awk -v j="$JOBS" -v d="$drain" -v s="$startup" -v qm="$queue" -v r="$r" -v t="$task" -v c="$c" 'BEGIN{
+        printf "  run %d: task=%s concurrency=%d startup_ms=%d queue_ms=%d drain_ms=%d jobs_per_s=%.1f raw_jobs_per_s=%.1f\n",
+            r, t, c, s, qm, d, 1000*j/(d-s), 1000*j/d > "/dev/stderr"
+        printf "%.1f %.1f\n", 1000*j/(d-s), 1000*j/d }'
+}
+
+throughput() {
+    local task c r out
+    for task in $TASKS; do
+        enqueue_sql "$task" 1 >/dev/null || exit 2
+        for c in $CONCURRENCIES; do
+            out=$work/tp.out; : > "$out"
+            for r in $(seq "$RUNS"); do throughput_run "$task" "$c" "$r" >> "$out"; done
+            echo "rlsworker task=$task concurrency=$c claim_batch=$CLAIM_BATCH sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
+                "jobs_per_s=$(cut -d' ' -f1 "$out" | mmm) raw_jobs_per_s=$(cut -d' ' -f2 "$out" | mmm)"
+        done
+    done
+}
+
+latency() {
+    local c line
+    for c in $LAT_CONCURRENCY; do
+        fresh_db
+        "$BIN" run --tasks "$tasks" --concurrency "$c" --log-level warning &
+        worker_pid=$!
+        line=$(SAMPLES=$SAMPLES /usr/bin/python3 "$here/latency.py")
+        kill -TERM "$worker_pid"; wait "$worker_pid" || true; worker_pid=
+        echo "rlsworker_latency task=user_latency concurrency=$c sync_commit=$sync_now samples=$SAMPLES runs=1 $line"
+    done
+}
+
+echo "# rlsworker $("$BIN" --version 2>/dev/null | head -1) $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null)," \
+    "$(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), synchronous_commit=$sync_now"
+for ph in $PHASES; do
+    case "$ph" in
+    throughput) throughput;;
+    latency) latency;;
+    *) echo "bench: unknown phase $ph (throughput, latency)" >&2; exit 2;;
+    esac
+done
