@@ -321,3 +321,34 @@ def test_claims_are_stored_canonically_and_size_limited(rlsworker, db):
                "'pad', repeat('x', 9000)))")
     with pytest.raises(psycopg.Error, match="differs from claims.sub"):
         db.sql("select rlsworker.add_job('noop', claims => '{\"sub\":\"a\"}', subject => 'b')")
+
+
+SECRET = "s" * 40
+
+
+def hs256(claims, secret=SECRET):
+    import jwt as pyjwt
+    return pyjwt.encode(claims, secret, algorithm="HS256")
+
+
+def test_add_with_token_stores_verified_claims_only(rlsworker, db):
+    now = int(time.time())
+    env = db.env(JWT_SECRET=SECRET)
+    good = hs256({"sub": "tina", "exp": now + 300, "iat": now})
+    r = rlsworker.cli("add", "add_todo", "--token", good, "--payload", '{"title":"t"}', env=env)
+    assert r.returncode == 0, r.stderr
+    assert db.one("select subject, claims->>'sub', claims_verified_at > now() - interval '1 minute'"
+                  " from rlsworker.jobs") == ("tina", "tina", True)
+    # stdin keeps the token out of ps
+    r = rlsworker.cli("add", "add_todo", "--token", "-", "--payload", '{"title":"u"}',
+                      env=env, input=good + "\n")
+    assert r.returncode == 0, r.stderr
+    for bad, reason in [(hs256({"sub": "eve", "exp": now - 3600}), "expired"),
+                        (hs256({"sub": "eve", "exp": now + 300}, "x" * 40), "bad signature"),
+                        (good[:-2] + "AA", "bad signature"),
+                        ("not.a.token", "")]:
+        r = rlsworker.cli("add", "add_todo", "--token", bad, "--payload", '{"title":"x"}', env=env)
+        assert r.returncode == 1 and "token rejected" in r.stderr and reason in r.stderr
+        assert bad not in r.stderr
+    run_once(rlsworker, db, DEMO_TASKS, env=env)
+    assert sorted(db.sql("select user_id, task from todos")) == [("tina", "t"), ("tina", "u")]
