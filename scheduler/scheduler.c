@@ -132,13 +132,13 @@ static char *fail_rows(const struct rw_outcome *o, int n)
     return s;
 }
 
-static void flush_outcomes(struct rw_worker *w)
+static void flush_outcomes(struct rw_worker *w, bool force)
 {
     struct rw_pg_stmt st[3];
     struct flush_op *f;
     int n = 0;
 
-    if (!w->noutcomes || !w->ctl_ready || w->flush_inflight >= 2)
+    if (!w->noutcomes || !w->ctl_ready || (w->flush_inflight >= 2 && !force))
         return;
     f = calloc(1, sizeof *f);
     if (!f)
@@ -180,7 +180,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct rw_worker *w = p->data;
 
-    flush_outcomes(w);
+    flush_outcomes(w, false);
     rw_sched_check_done(w);
 }
 
@@ -452,7 +452,7 @@ void rw_sched_finish(struct rw_worker *w)
     w->finishing = true;
     ev_timer_stop(w->loop, &w->stop_timer);
     if (w->ctl_ready) {
-        flush_outcomes(w);
+        flush_outcomes(w, true);
         if (rw_pg_query(w->ctl, "select rlsworker.deregister_worker($1)", 1, params,
                         deregistered, w) == 0)
             return;
@@ -486,6 +486,18 @@ static void on_stop_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     rw_sched_finish(w);
 }
 
+/* A second signal: every running job is dropped with its connection (its
+ * transaction aborts on the server, and complete_job could no longer
+ * succeed) and put back uncounted; then deregister and leave. */
+static void stop_now(struct rw_worker *w)
+{
+    for (struct rw_job *j = w->jobs; j; j = j->next)
+        j->abandoned = true;
+    for (int i = 0; i < w->npools; i++)
+        rw_pool_disconnect_all(w->pools[i]);
+    rw_sched_finish(w);
+}
+
 void rw_sched_stop(struct rw_worker *w, bool immediate)
 {
     if (!w->stopping) {
@@ -499,12 +511,12 @@ void rw_sched_stop(struct rw_worker *w, bool immediate)
         }
         ev_init(&w->stop_timer, on_stop_timeout);
         w->stop_timer.data = w;
-        ev_timer_set(&w->stop_timer, immediate ? 0. : w->cfg.shutdown_timeout_s, 0.);
+        ev_timer_set(&w->stop_timer, w->cfg.shutdown_timeout_s, 0.);
         ev_timer_start(w->loop, &w->stop_timer);
-    } else if (immediate) {
-        ev_timer_stop(w->loop, &w->stop_timer);
-        ev_timer_set(&w->stop_timer, 0., 0.);
-        ev_timer_start(w->loop, &w->stop_timer);
+    }
+    if (immediate) {
+        stop_now(w);
+        return;
     }
     if (w->inflight == 0)
         rw_sched_finish(w);

@@ -252,7 +252,9 @@ static void describe_error(struct rw_job *job, const struct rw_pg_result *r,
         }
     }
     int s = failed - FIXED_BEFORE;
-    if (job->timed_out)
+    bool canceled = r->sqlstate && strcmp(r->sqlstate, SQLSTATE_QUERY_CANCELED) == 0;
+
+    if (job->timed_out || (canceled && !job->cancel_requested))
         snprintf(err, errlen, "timed out after %d s", timeout_s(job));
     else if (job->cancel_requested)
         snprintf(err, errlen, "cancelled: %s", r->error ? r->error : "by operator");
@@ -284,9 +286,18 @@ static void sql_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         job_completed(job, false);
         return;
     }
+    if (r->conn_lost && job->abandoned) {
+        rw_pool_release(pc);
+        job_released(job);
+        return;
+    }
     if (r->conn_lost) {
         rw_pool_release(pc);
-        snprintf(err, sizeof err, "connection lost while running: %s", r->error);
+        if (job->timed_out)
+            snprintf(err, sizeof err, "timed out after %d s (the connection was dropped "
+                     "when the cancel had no effect)", timeout_s(job));
+        else
+            snprintf(err, sizeof err, "connection lost while running: %s", r->error);
         job_failed(job, err, false);
         return;
     }
@@ -406,12 +417,13 @@ void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc)
     }
 }
 
+/* The job never started: it goes back uncounted (the database may be
+ * restarting; a role that cannot log in at all is refused at start-up). */
 void rw_job_on_conn_failed(struct rw_job *job, const char *why)
 {
-    char err[600];
-
-    snprintf(err, sizeof err, "could not connect as role %s: %s", rw_pool_name(job->pool), why);
-    job_failed(job, err, false);
+    rw_job_log(RW_LOG_WARNING, job, "could not connect as role %s: %s",
+               rw_pool_name(job->pool), why);
+    job_released(job);
 }
 
 /* ---- built-in tasks ---------------------------------------------------- */

@@ -223,3 +223,9 @@ static void pc_lost(rw_pg *pg, const char *why, void *arg)
             rw_job_on_conn_failed(job, why);
     }
 }
+
+void rw_pool_disconnect_all(struct rw_pool *p)
+{
+    for (struct rw_pconn *pc = p->conns; pc; pc = pc->next)
+        rw_pg_disconnect(pc->pg);
+}

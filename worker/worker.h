@@ -150,6 +150,8 @@ void rw_pool_acquire(struct rw_pool *p, struct rw_job *job);
 void rw_pool_forget(struct rw_pool *p, struct rw_job *job);
 /* Gives the connection back; a connection not idle is discarded. */
 void rw_pool_release(struct rw_pconn *pc);
+/* Immediate stop: drops every connection; running jobs see conn_lost. */
+void rw_pool_disconnect_all(struct rw_pool *p);
 rw_pg *rw_pconn_pg(struct rw_pconn *pc);
 void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc);
 void rw_job_on_conn_failed(struct rw_job *job, const char *why);
