@@ -7,6 +7,7 @@
 #include "scheduler/cron.h"
 #include "scheduler/cron_runner.h"
 #include "worker/log.h"
+#include "worker/intake.h"
 #include "worker/rolecheck.h"
 #include "worker/worker.h"
 
@@ -34,6 +35,10 @@ int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
             return -1;
         }
     }
+    if (w->cfg.listen && rw_intake_start(w, err, errlen) < 0) {
+        rw_error("could not start the HTTP intake: %s", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -51,6 +56,8 @@ void rw_run_hooks_quiesce(struct rw_worker *w)
 
 void rw_run_hooks_stop(struct rw_worker *w)
 {
+    if (w->cfg.listen)
+        rw_intake_free(w);
     rw_cron_runner_free(&w->cron);
     rw_crontab_free(&w->crontab_pending);
 }
