@@ -203,7 +203,7 @@ int rw_intake_parse_job_body(const char *body, size_t len, struct rw_job_request
     const char *name;
 
     memset(out, 0, sizeof *out);
-    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!root) {
         snprintf(err, errlen, "malformed JSON at line %d, column %d: %s",
                  jerr.line, jerr.column, jerr.text);

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from helpers import REPO, free_port, write_task
 
@@ -406,7 +407,7 @@ def test_keeps_serving_while_the_database_restarts(rlsworker, db, pg, tasks, tmp
 
 
 class SlowJwks(BaseHTTPRequestHandler):
-    delay = 3.0
+    delay = 5.0
 
     def do_GET(self):
         time.sleep(self.delay)
@@ -429,13 +430,17 @@ def test_overload_answers_503_with_retry_after(rlsworker, db, tasks, tmp_path):
                                env_extra={"JWKS_URL": "http://127.0.0.1:%d/jwks" %
                                           srv.server_address[1]})
         results = []
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = int(time.time())
+        rs = jwt.encode({"sub": "alice", "iat": now, "exp": now + 300}, key,
+                        algorithm="RS256", headers={"kid": "k1"})
 
         def first():
-            results.append(post_job(port, {"task": "add_todo"}, token("alice")))
+            results.append(post_job(port, {"task": "add_todo"}, rs))
         t = threading.Thread(target=first)
         t.start()
         time.sleep(0.5)          # the first request now waits for the key set
-        status, headers, data = post_job(port, {"task": "add_todo"}, token("alice"))
+        status, headers, data = post_job(port, {"task": "add_todo"}, rs)
         assert status == 503 and data["error"] == "overloaded", data
         assert headers["Retry-After"] == "1"
         t.join(20)
