@@ -68,12 +68,8 @@ const struct rw_option rw_options[] = {
       "seconds a webhook timestamp may differ from now"),
     I("intake_max_inflight", "RLSWORKER_INTAKE_MAX_INFLIGHT", intake_max_inflight, "256", 1, 100000, true,
       "HTTP enqueues waiting on the database before new ones get 503"),
-    I("http_timeout", "RLSWORKER_HTTP_TIMEOUT", http_timeout_s, "30", 1, 3600, true,
-      "seconds an outgoing HTTP request may take"),
     I("http_max_response", "RLSWORKER_HTTP_MAX_RESPONSE", http_max_response, "1048576", 1024, 67108864, true,
-      "largest outgoing HTTP response body kept, in bytes"),
-    S("http_allow", "RLSWORKER_HTTP_ALLOW", http_allow, NULL, true,
-      "comma-separated hosts or CIDRs that outgoing HTTP may reach though private"),
+      "largest HTTP response body accepted (JWKS documents), in bytes"),
     S("log_level", "RLSWORKER_LOG_LEVEL", log_level, "info", true,
       "debug, info, warning or error"),
 };

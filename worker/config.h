@@ -60,9 +60,7 @@ struct rw_config {
     int body_limit;
     int webhook_tolerance_s;
     int intake_max_inflight;
-    int http_timeout_s;
     int http_max_response;
-    char *http_allow;          /* comma-separated CIDRs/hosts outgoing HTTP may reach */
     struct rw_webhook_source webhooks[RW_MAX_WEBHOOKS];
     int nwebhooks;
     /* logging */
