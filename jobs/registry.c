@@ -121,8 +121,8 @@ static int load_dir(struct rw_registry *reg, const char *dir, char *err, size_t 
     return rc;
 }
 
-/* Built-ins are system tasks whose database access always binds the job's
- * subject (the scoped query API), hence scope: subject. */
+/* Built-ins are system tasks; a subject-scoped one reaches the database only
+ * through the scoped query API, which always binds the job's subject. */
 static int add_builtins(struct rw_registry *reg)
 {
     for (int i = 0; i < rw_builtin_count(); i++) {
@@ -133,7 +133,7 @@ static int add_builtins(struct rw_registry *reg)
             return -1;
         }
         t->run_as = RW_RUN_AS_SYSTEM;
-        t->scope = RW_SCOPE_SUBJECT;
+        t->scope = rw_builtin_at(i)->scope;
         t->builtin = rw_builtin_at(i);
     }
     return 0;

@@ -22,9 +22,6 @@
 #define SQLSTATE_QUERY_CANCELED "57014"
 #define CANCEL_GRACE_S 5.0
 
-struct rw_builtin_job {
-    struct rw_job *job;
-};
 
 static int max_attempts(const struct rw_job *job)
 {
@@ -485,6 +482,12 @@ void rw_job_dispatch(struct rw_job *job)
         return;
     }
     if (job->t->builtin && !job->t->nstmts) {
+        if (job->t->scope == RW_SCOPE_SUBJECT && !job->subject) {
+            snprintf(err, sizeof err, "built-in task %s is scoped to a subject, but the job "
+                     "has no subject (enqueue with subject =>)", job->t->name);
+            job_failed(job, err, true);
+            return;
+        }
         run_builtin(job);
         return;
     }

@@ -55,6 +55,11 @@ struct rw_job {
     struct rw_registry *reg;      /* registry reference held while running */
 };
 
+/* What a built-in task holds while it runs (jobs/builtin.h). */
+struct rw_builtin_job {
+    struct rw_job *job;
+};
+
 struct rw_stats {
     long long claimed, completed, failed, dead, released;
 };

@@ -352,3 +352,16 @@ def test_add_with_token_stores_verified_claims_only(rlsworker, db):
         assert bad not in r.stderr
     run_once(rlsworker, db, DEMO_TASKS, env=env)
     assert sorted(db.sql("select user_id, task from todos")) == [("tina", "t"), ("tina", "u")]
+
+
+def test_builtin_system_task_is_scoped_to_its_subject(rlsworker, db):
+    for sub in ("alice", "alice", "bob"):
+        db.sql("select rlsworker.add_job('noop', claims => jsonb_build_object('sub', %s::text))",
+               (sub,))
+    db.sql("update rlsworker.jobs set state = 'dead', last_error = 'old'")
+    db.sql("select rlsworker.add_job('purge_dead_jobs', subject => 'alice')")
+    db.sql("select rlsworker.add_job('purge_dead_jobs')")     # no subject: refused
+    run_once(rlsworker, db, DEMO_TASKS)
+    rows = db.sql("select task, subject, state, last_error from rlsworker.jobs order by id")
+    assert [(r[0], r[1]) for r in rows] == [("noop", "bob"), ("purge_dead_jobs", None)]
+    assert rows[1][2] == "dead" and "scoped to a subject" in rows[1][3]
