@@ -448,3 +448,18 @@ def test_overload_answers_503_with_retry_after(rlsworker, db, tasks, tmp_path):
         assert jobs_count(db) == 0
     finally:
         srv.shutdown()
+
+
+def test_sigterm_stops_the_intake_cleanly(rlsworker, db, tasks, tmp_path):
+    w, port = start_worker(rlsworker, db, tasks, tmp_path)
+    assert post_job(port, {"task": "add_todo", "payload": {"title": "t"}}, token("alice"))[0] == 202
+    # a connection left open mid-request must not hold up or crash the stop
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 100\r\n\r\n{\"task\"")
+    time.sleep(0.2)
+    assert w.stop() == 0
+    s.close()
+    err = w.read_stderr()
+    assert "http intake stopped" in err
+    assert "Sanitizer" not in err and "runtime error" not in err
