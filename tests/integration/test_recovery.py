@@ -24,6 +24,13 @@ def wait_until(pred, timeout, step=0.1, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def executing_sleeps(db):
+    """Job statements really executing on the server (not merely claimed)."""
+    return db.val("select count(*) from pg_stat_activity where datname = current_database()"
+                  " and state = 'active' and query like '%%pg_sleep%%'"
+                  " and pid <> pg_backend_pid()", role="postgres")
+
+
 def counter_task(tasks_dir, sleep_first=0.0, sleep_each=0.0):
     """Increments the job's counter; a payload {"long": true} makes the first
     attempt sleep sleep_first seconds."""
@@ -124,8 +131,7 @@ def test_sigterm_lets_short_jobs_finish(rlsworker, db, tasks_dir):
         db.sql("select rlsworker.add_job('count', '{\"long\": true}')")
     w = rlsworker.spawn("run", "--tasks", str(tasks_dir), "--shutdown-timeout", "10", *FAST,
                         env=db.env())
-    wait_until(lambda: db.val("select count(*) from rlsworker.jobs where state = 'running'") == 3,
-               10, what="jobs to start")
+    wait_until(lambda: executing_sleeps(db) == 3, 15, what="jobs to start")
     t0 = time.time()
     assert w.stop(signal.SIGTERM, timeout=15) == 0
     assert time.time() - t0 < 6
@@ -141,8 +147,7 @@ def test_sigterm_puts_long_jobs_back_uncounted(rlsworker, db, tasks_dir):
         db.sql("select rlsworker.add_job('count', '{\"long\": true}')")
     w = rlsworker.spawn("run", "--tasks", str(tasks_dir), "--shutdown-timeout", "1", *FAST,
                         env=db.env())
-    wait_until(lambda: db.val("select count(*) from rlsworker.jobs where state = 'running'") == 2,
-               10, what="jobs to start")
+    wait_until(lambda: executing_sleeps(db) == 2, 15, what="jobs to start")
     t0 = time.time()
     assert w.stop(signal.SIGTERM, timeout=20) == 0
     assert time.time() - t0 < 8
@@ -157,8 +162,7 @@ def test_second_signal_stops_at_once(rlsworker, db, tasks_dir):
     db.sql("select rlsworker.add_job('count', '{\"long\": true}')")
     w = rlsworker.spawn("run", "--tasks", str(tasks_dir), "--shutdown-timeout", "60", *FAST,
                         env=db.env())
-    wait_until(lambda: db.val("select count(*) from rlsworker.jobs where state = 'running'") == 1,
-               10, what="job to start")
+    wait_until(lambda: executing_sleeps(db) == 1, 15, what="job to start")
     w.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     t0 = time.time()
