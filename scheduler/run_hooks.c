@@ -35,10 +35,8 @@ int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
             return -1;
         }
     }
-    if (w->cfg.listen && rw_intake_start(w, err, errlen) < 0) {
-        rw_error("could not start the HTTP intake: %s", err);
+    if (w->cfg.listen && rw_intake_start(w, err, errlen) < 0)
         return -1;
-    }
     return 0;
 }
 
@@ -52,6 +50,8 @@ void rw_run_hooks_quiesce(struct rw_worker *w)
 {
     if (w->cron)
         rw_cron_runner_stop(w->cron);
+    if (w->intake)
+        rw_intake_stop(w);     /* no new enqueues while running jobs drain */
 }
 
 void rw_run_hooks_stop(struct rw_worker *w)

@@ -212,6 +212,7 @@ static int prepare(struct rw_worker *w)
 int rw_cmd_run(int argc, char **argv)
 {
     struct rw_worker w;
+    char err[1024];
     int rc;
 
     if (rw_cli_wants_help(argc, argv)) {
@@ -238,8 +239,10 @@ int rw_cmd_run(int argc, char **argv)
         goto out;
     }
     start_signals(&w);
-    if (rw_run_hooks_start(&w, (char[256]){0}, 256) < 0)
+    if (rw_run_hooks_start(&w, err, sizeof err) < 0) {
+        rw_cli_error(CMD, "%s", err);
         goto out;
+    }
     rw_info("worker %s started: %d tasks, concurrency %d%s", w.id, rw_registry_count(w.tasks),
             w.cfg.concurrency, w.once ? ", --once" : "");
     ev_run(w.loop, 0);

@@ -66,6 +66,8 @@ const struct rw_option rw_options[] = {
       "largest accepted HTTP request body, in bytes"),
     I("webhook_tolerance", "RLSWORKER_WEBHOOK_TOLERANCE", webhook_tolerance_s, "300", 1, 86400, true,
       "seconds a webhook timestamp may differ from now"),
+    I("intake_conn_timeout", "RLSWORKER_INTAKE_CONN_TIMEOUT", intake_conn_timeout_s, "30", 1, 3600, false,
+      "seconds an idle or slow HTTP intake connection is kept"),
     I("intake_max_inflight", "RLSWORKER_INTAKE_MAX_INFLIGHT", intake_max_inflight, "256", 1, 100000, true,
       "HTTP enqueues waiting on the database before new ones get 503"),
     I("http_max_response", "RLSWORKER_HTTP_MAX_RESPONSE", http_max_response, "1048576", 1024, 67108864, true,

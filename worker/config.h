@@ -60,6 +60,7 @@ struct rw_config {
     int body_limit;
     int webhook_tolerance_s;
     int intake_max_inflight;
+    int intake_conn_timeout_s;
     int http_max_response;
     struct rw_webhook_source webhooks[RW_MAX_WEBHOOKS];
     int nwebhooks;

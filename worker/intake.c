@@ -442,7 +442,7 @@ static int start_daemon(struct rw_intake *in, char *err, size_t errlen)
         on_request, in,
         MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->intake_max_inflight * 2 + 64),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)RW_INTAKE_CONN_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->intake_conn_timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, in,
         MHD_OPTION_END);

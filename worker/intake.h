@@ -27,8 +27,6 @@
 
 struct rw_worker;
 
-/* Idle connections are closed after this many seconds (slow clients). */
-#define RW_INTAKE_CONN_TIMEOUT_S 30
 /* Retry-After sent with 503 answers. */
 #define RW_INTAKE_RETRY_AFTER_S 1
 /* Standard Webhooks limits on the headers (the spec's ids are short). */
