@@ -42,25 +42,37 @@ static PGresult *query(PGconn *c, const char *sql, int n, const char *const *par
     return r;
 }
 
+/* Runs a query returning one JSON text. With --json prints it as is and
+ * returns NULL with *rc set; otherwise returns it parsed (new reference). */
+static json_t *json_query(PGconn *c, const char *sql, int n, const char *const *params,
+                          bool json, int *rc)
+{
+    PGresult *r = query(c, sql, n, params);
+    json_t *v = NULL;
+
+    *rc = r ? RW_EXIT_OK : RW_EXIT_FAIL;
+    if (!r)
+        return NULL;
+    if (json)
+        printf("%s\n", PQgetvalue(r, 0, 0));
+    else
+        v = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    PQclear(r);
+    return v;
+}
+
 static int list(PGconn *c, const char *state, const char *task, const char *limit, bool json)
 {
     const char *params[3] = {state, task, limit ? limit : "100"};
-    PGresult *r = query(c,
+    int rc;
+    json_t *arr = json_query(c,
         "select coalesce(json_agg(j order by (j->>'id')::bigint), '[]')::text from ("
         " select " JOB_JSON "::jsonb as j from rlsworker.jobs"
         " where ($1::text is null or state = $1) and ($2::text is null or task = $2)"
-        " order by id limit $3::int) s", 3, params);
-    json_t *arr;
+        " order by id limit $3::int) s", 3, params, json, &rc);
 
-    if (!r)
-        return RW_EXIT_FAIL;
-    if (json) {
-        printf("%s\n", PQgetvalue(r, 0, 0));
-        PQclear(r);
-        return RW_EXIT_OK;
-    }
-    arr = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-    PQclear(r);
+    if (!arr)
+        return rc;
     printf("%-8s %-24s %-8s %-8s %-10s %s\n", "ID", "TASK", "STATE", "ATTEMPTS", "SUBJECT",
            "LAST ERROR");
     for (size_t i = 0; i < json_array_size(arr); i++) {
@@ -137,22 +149,16 @@ static int act(PGconn *c, const char *fn, const char *id)
 
 static int stats(PGconn *c, bool json)
 {
-    PGresult *r = query(c,
+    int rc;
+    json_t *arr = json_query(c,
         "select coalesce(json_agg(s order by s.task, s.state), '[]')::text from ("
         " select task, state, count(*) as jobs,"
         " count(*) filter (where state = 'queued' and run_at <= now()) as ready,"
-        " min(created_at) as oldest from rlsworker.jobs group by task, state) s", 0, NULL);
-    json_t *arr;
+        " min(created_at) as oldest from rlsworker.jobs group by task, state) s", 0, NULL,
+        json, &rc);
 
-    if (!r)
-        return RW_EXIT_FAIL;
-    if (json) {
-        printf("%s\n", PQgetvalue(r, 0, 0));
-        PQclear(r);
-        return RW_EXIT_OK;
-    }
-    arr = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-    PQclear(r);
+    if (!arr)
+        return rc;
     printf("%-24s %-8s %8s %8s\n", "TASK", "STATE", "JOBS", "READY");
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *s = json_array_get(arr, i);
