@@ -258,3 +258,39 @@ def test_jobs_list_stats_retry_cancel(rlsworker, db):
     assert json.loads(r.stdout)[0]["task"] == "noop"
     r = rlsworker.cli("jobs", "show", "999999", env=db.env())
     assert r.returncode == 1 and "no job 999999" in r.stderr
+
+
+def test_sighup_reloads_tasks_and_keeps_them_on_error(rlsworker, db, tasks_dir):
+    import signal as sig
+    make_log_table(db)
+    write_task(tasks_dir, "log", """
+        -- task: log
+        -- run_as: system
+        -- scope: global
+        insert into run_log (name) values (:name);
+    """)
+    w = rlsworker.spawn("run", "--tasks", str(tasks_dir), "--poll-interval", "100", env=db.env())
+    w.wait_for("connected to the queue database")
+    write_task(tasks_dir, "log2", """
+        -- task: log2
+        -- run_as: system
+        -- scope: global
+        insert into run_log (name) values ('v2:' || :name);
+    """)
+    w.send_signal(sig.SIGHUP)
+    w.wait_for(r"SIGHUP: loaded \d+ tasks")
+    db.sql("select rlsworker.add_job('log2', '{\"name\": \"a\"}')")
+    deadline = time.time() + 10
+    while time.time() < deadline and not db.sql("select 1 from run_log"):
+        time.sleep(0.05)
+    assert db.sql("select name from run_log") == [("v2:a",)]
+    # a broken file: the old tasks stay, and keep running
+    write_task(tasks_dir, "broken", "-- run_as: nobody knows\nselect 1;")
+    w.send_signal(sig.SIGHUP)
+    w.wait_for("SIGHUP: kept the old tasks: .*broken.sql:1")
+    db.sql("select rlsworker.add_job('log', '{\"name\": \"b\"}')")
+    deadline = time.time() + 10
+    while time.time() < deadline and len(db.sql("select 1 from run_log")) < 2:
+        time.sleep(0.05)
+    assert sorted(db.sql("select name from run_log")) == [("b",), ("v2:a",)]
+    assert w.stop() == 0
