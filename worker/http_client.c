@@ -24,6 +24,9 @@ struct rw_http_req {
     size_t len, max;
     bool too_big;
     char errbuf[CURL_ERROR_SIZE];
+    bool (*allow_addr)(const struct sockaddr *, void *, char *, size_t);
+    void *allow_arg;
+    char refused[256];          /* why allow_addr refused an address, or "" */
     rw_http_done_cb cb;
     void *arg;
     struct rw_http_req *prev, *next;
@@ -187,6 +190,9 @@ static void finish(struct rw_http_req *q, CURLcode code)
     if (code == CURLE_OK) {
         res.ok = true;
         curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &res.status);
+    } else if (q->refused[0] && code == CURLE_COULDNT_CONNECT) {
+        res.refused = true;
+        res.error = q->refused;
     } else if (q->too_big || code == CURLE_FILESIZE_EXCEEDED) {
         snprintf(msg, sizeof msg, "response larger than %zu bytes", q->max);
         res.error = msg;
@@ -245,6 +251,18 @@ bool rw_http_url_https_or_loopback(const char *url, char *err, size_t errlen)
     return ok;
 }
 
+/* CURLOPT_OPENSOCKETFUNCTION: the guard sees the resolved address right
+ * before the connection, so DNS rebinding cannot slip past it. */
+static curl_socket_t open_guarded(void *clientp, curlsocktype purpose,
+                                  struct curl_sockaddr *a)
+{
+    struct rw_http_req *q = clientp;
+
+    if (!q->allow_addr(&a->addr, q->allow_arg, q->refused, sizeof q->refused))
+        return CURL_SOCKET_BAD;
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 /* Sets the easy handle's options; returns false on failure. */
 static bool setup_easy(struct rw_http_req *q, const struct rw_http_request *r)
 {
@@ -264,6 +282,13 @@ static bool setup_easy(struct rw_http_req *q, const struct rw_http_request *r)
         memcpy(q->body, r->body, r->body_len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    }
+    if (r->allow_addr) {
+        q->allow_addr = r->allow_addr;
+        q->allow_arg = r->allow_arg;
+        if (curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_guarded) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, q) != CURLE_OK)
+            return false;
     }
     return curl_easy_setopt(e, CURLOPT_URL, r->url) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK &&

@@ -19,6 +19,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 struct rw_http_client;
 struct rw_http_req;
@@ -32,12 +33,20 @@ struct rw_http_request {
     long timeout_ms;             /* whole transfer; must be > 0 */
     size_t max_response;         /* body bytes kept at most; more is an error */
     bool https_or_loopback;      /* refuse http:// unless the host is loopback */
+    /* Optional connection guard (worker/netguard.h): called with every
+     * address curl is about to connect to, after DNS resolution; false
+     * refuses it, with `why` filled. If no connection can be made, the
+     * result has refused set and error = why. allow_arg is borrowed and
+     * must outlive the request. */
+    bool (*allow_addr)(const struct sockaddr *sa, void *allow_arg, char *why, size_t whylen);
+    void *allow_arg;
 };
 
 struct rw_http_result {
     bool ok;                     /* transfer completed (any HTTP status) */
     long status;                 /* HTTP status, 0 when !ok */
     const char *error;           /* what failed when !ok, borrowed */
+    bool refused;                /* !ok because allow_addr refused the address */
     const char *body;            /* borrowed, NUL-terminated, body_len bytes */
     size_t body_len;
 };
