@@ -72,6 +72,10 @@ const struct rw_option rw_options[] = {
       "HTTP enqueues waiting on the database before new ones get 503"),
     I("http_max_response", "RLSWORKER_HTTP_MAX_RESPONSE", http_max_response, "1048576", 1024, 67108864, true,
       "largest HTTP response body accepted (JWKS documents), in bytes"),
+    I("http_timeout", "RLSWORKER_HTTP_TIMEOUT", http_timeout_s, "30", 1, 3600, true,
+      "seconds an outgoing HTTP request may take"),
+    S("http_allow", "RLSWORKER_HTTP_ALLOW", http_allow, NULL, true,
+      "comma-separated hosts or CIDRs that outgoing HTTP may reach though private"),
     S("log_level", "RLSWORKER_LOG_LEVEL", log_level, "info", true,
       "debug, info, warning or error"),
 };
