@@ -41,8 +41,10 @@ static void purge_dead_start(struct rw_builtin_job *bj)
 }
 
 static const struct rw_builtin builtins[] = {
-    { "noop", noop_start, RW_SCOPE_GLOBAL },
-    { "purge_dead_jobs", purge_dead_start, RW_SCOPE_SUBJECT },
+    { "noop", noop_start, RW_SCOPE_GLOBAL, NULL },
+    { "purge_dead_jobs", purge_dead_start, RW_SCOPE_SUBJECT, NULL },
+    /* http: delivers one request; it touches no rows, so global */
+    { "http", rw_http_task_start, RW_SCOPE_GLOBAL, rw_http_task_abort },
 };
 
 bool rw_sql_uses_param1(const char *sql)

@@ -5,6 +5,7 @@
 #ifndef RW_BUILTIN_H
 #define RW_BUILTIN_H
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "jobs/taskfile.h"
@@ -21,6 +22,11 @@ struct rw_builtin {
     /* RW_SCOPE_SUBJECT: the job must carry a subject, and the task's
      * database access goes through rw_builtin_query_scoped only. */
     enum rw_scope scope;
+    /* Optional: asks a running job to stop early (job timeout, operator
+     * cancel, shutdown); may be called more than once. The task must still
+     * end the job exactly once, from a later loop turn, never from inside
+     * abort() (the executor may be walking its job list). */
+    void (*abort)(struct rw_builtin_job *bj);
 };
 
 /* The job's subject (borrowed; NULL for a global built-in). */
@@ -38,6 +44,10 @@ int rw_builtin_query_scoped(struct rw_builtin_job *bj, const char *sql, int npar
 /* True when sql references $1 as a parameter (not $10, not inside a word). */
 bool rw_sql_uses_param1(const char *sql);
 
+/* jobs/http_task.c: the `http` built-in (docs/http-task.md). */
+void rw_http_task_start(struct rw_builtin_job *bj);
+void rw_http_task_abort(struct rw_builtin_job *bj);
+
 /* Number of built-ins and access by index (registry uses these). */
 int rw_builtin_count(void);
 const struct rw_builtin *rw_builtin_at(int i);
@@ -46,5 +56,24 @@ const struct rw_builtin *rw_builtin_at(int i);
  * message for last_error (borrowed; copied by the executor). Implemented by
  * the executor; a task calls it exactly once per start(). */
 void rw_builtin_done(struct rw_builtin_job *bj, const char *error);
+/* Like rw_builtin_done with an error, but the job is dead at once (no retry):
+ * for input that can never succeed, e.g. a malformed payload. */
+void rw_builtin_fail_final(struct rw_builtin_job *bj, const char *error);
+
+/* What a running built-in may read (all borrowed, valid until it ends). */
+struct ev_loop;
+struct rw_config;
+struct rw_http_client;
+const json_t *rw_builtin_payload(const struct rw_builtin_job *bj);
+struct ev_loop *rw_builtin_loop(const struct rw_builtin_job *bj);
+const struct rw_config *rw_builtin_config(const struct rw_builtin_job *bj);
+/* Seconds the job may run (the task's timeout, else task_timeout). */
+int rw_builtin_timeout_s(const struct rw_builtin_job *bj);
+/* The worker's shared outgoing HTTP client, created on first use; NULL
+ * when it cannot be created. */
+struct rw_http_client *rw_builtin_http(struct rw_builtin_job *bj);
+/* One pointer of the task's own state while it runs (for abort()). */
+void rw_builtin_set_data(struct rw_builtin_job *bj, void *data);
+void *rw_builtin_data(const struct rw_builtin_job *bj);
 
 #endif

@@ -12,6 +12,7 @@
 #include "scheduler/run_hooks.h"
 #include "worker/cli.h"
 #include "worker/commands.h"
+#include "worker/http_client.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
 #include "worker/migrations.h"
@@ -141,6 +142,7 @@ static void start_signals(struct rw_worker *w)
 
 static void worker_free(struct rw_worker *w)
 {
+    rw_http_client_free(&w->http);  /* built-ins' HTTP client (jobs/http_task.c) */
     for (int i = 0; i < w->npools; i++)
         rw_pool_free(&w->pools[i]);
     free(w->pools);

@@ -170,6 +170,14 @@ static bool check_user_job(struct rw_job *job, char *err, size_t errlen)
 
 /* ---- timeouts and cancellation ---------------------------------------- */
 
+/* Asks a running built-in with an abort hook to stop; it still ends the
+ * job itself, on a later loop turn. */
+static void abort_builtin(struct rw_job *job)
+{
+    if (job->bj && job->t && job->t->builtin && job->t->builtin->abort)
+        job->t->builtin->abort(job->bj);
+}
+
 static void on_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
 {
     struct rw_job *job = tm->data;
@@ -195,6 +203,7 @@ static void on_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
     if (job->state == RW_JOB_RUNNING && job->t && job->t->builtin) {
         /* the built-in still owns its rw_builtin_job and will call done */
         job->timed_out = true;
+        abort_builtin(job);
     }
 }
 
@@ -214,6 +223,10 @@ void rw_job_cancel(struct rw_job *job, const char *why)
         ev_timer_stop(job->w->loop, &job->timeout);
         job->timeout.repeat = CANCEL_GRACE_S;
         ev_timer_again(job->w->loop, &job->timeout);
+    }
+    if (job->state == RW_JOB_RUNNING && job->bj) {
+        rw_job_log(RW_LOG_INFO, job, "cancelling: %s", why);
+        abort_builtin(job);
     }
 }
 
@@ -428,9 +441,11 @@ void rw_job_on_conn_failed(struct rw_job *job, const char *why)
 void rw_builtin_done(struct rw_builtin_job *bj, const char *error)
 {
     struct rw_job *job = bj->job;
+    bool final = bj->final;     /* rw_builtin_fail_final */
 
     char err[256];
 
+    job->bj = NULL;
     free(bj);
     if (job->abandoned) {
         job_released(job);
@@ -438,7 +453,8 @@ void rw_builtin_done(struct rw_builtin_job *bj, const char *error)
         snprintf(err, sizeof err, "timed out after %d s", timeout_s(job));
         job_failed(job, err, false);
     } else if (error)
-        job_failed(job, error, false);
+        /* an operator's cancel that stopped the job is final too */
+        job_failed(job, error, final || job->cancel_requested);
     else
         job_completed(job, true);
 }
@@ -452,6 +468,7 @@ static void run_builtin(struct rw_job *job)
         return;
     }
     bj->job = job;
+    job->bj = bj;
     job->state = RW_JOB_RUNNING;
     job->started = ev_now(job->w->loop);
     ev_timer_set(&job->timeout, timeout_s(job), 0.);

@@ -53,11 +53,14 @@ struct rw_job {
     struct rw_job *next, *prev;   /* w->jobs list */
     struct rw_job *wait_next;     /* pool wait list */
     struct rw_registry *reg;      /* registry reference held while running */
+    struct rw_builtin_job *bj;    /* a running built-in's handle (for abort), else NULL */
 };
 
 /* What a built-in task holds while it runs (jobs/builtin.h). */
 struct rw_builtin_job {
     struct rw_job *job;
+    void *data;                   /* the task's own state (rw_builtin_set_data) */
+    bool final;                   /* set by rw_builtin_fail_final: no retry */
 };
 
 struct rw_stats {
@@ -116,6 +119,7 @@ struct rw_worker {
     struct rw_registry **retired; /* older registries still used by jobs */
     int nretired;
     char *user_role;              /* role DATABASE_AUTHENTICATED_URL logs in as */
+    struct rw_http_client *http;  /* built-ins' outgoing HTTP; owned, created on first use */
 };
 
 /* Runs the worker until stopped. Returns the exit code. */
