@@ -360,7 +360,7 @@ static void on_response(const struct rw_http_result *res, void *arg)
 
 static void on_later(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    run_end(t->data, "stopped before the response", false);
+    run_end(t->data, "cancelled before the response arrived", false);
 }
 
 /* Sets up the run; returns 0 with the request sent, or -1 with err filled
