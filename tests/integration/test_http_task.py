@@ -104,6 +104,9 @@ def test_loopback_refused_by_default(rlsworker, db, hook, run_once):
            add(db, {"url": "http://metadata.google.internal/computeMetadata/v1/"})]
     r = run_once()
     assert h.requests == []
+    # the query string (a secret) is in neither the job's error nor the log
+    assert SECRET not in job(db, ids[0])[2]
+    assert SECRET not in r.stderr + r.stdout
     for i in ids[:3]:
         state, attempts, err = job(db, i)
         assert (state, attempts) == ("dead", 1), err
@@ -113,9 +116,14 @@ def test_loopback_refused_by_default(rlsworker, db, hook, run_once):
     assert "::ffff:127.0.0.1 is a loopback address (IPv4-mapped form)" in job(db, ids[2])[2]
     state, attempts, err = job(db, ids[3])
     assert state == "dead" and "metadata.google.internal is a cloud metadata host" in err
-    # the query string (a secret) is in neither the job's error nor the log
-    assert SECRET not in job(db, ids[0])[2]
-    assert SECRET not in r.stderr + r.stdout
+    # an IP in decimal is the same loopback address once resolved
+    r = rlsworker.cli("add", "http", "--payload",
+                      json.dumps({"url": "http://2130706433:%d/x" % h.port}), env=db.env())
+    assert r.returncode == 0, r.stderr
+    run_once()
+    assert h.requests == []
+    err = db.val("select last_error from rlsworker.jobs where payload->>'url' like '%2130706433%'")
+    assert "refused: 127.0.0.1 is a loopback address" in err
 
 
 def test_allowlist_other_range_still_refuses(rlsworker, db, hook, run_once):
@@ -124,6 +132,16 @@ def test_allowlist_other_range_still_refuses(rlsworker, db, hook, run_once):
     run_once("--http-allow", "10.0.0.0/8, 127.0.0.2/32")
     assert h.requests == []
     assert job(db, i)[0] == "dead"
+
+
+def test_allowlist_by_host_name(rlsworker, db, hook, run_once):
+    h = hook()
+    by_name = add(db, {"url": "http://LocalHost:%d/named" % h.port})
+    by_addr = add(db, {"url": h.url("/by-address")})
+    run_once("--http-allow", "localhost")
+    assert job(db, by_name) is None
+    assert "loopback" in job(db, by_addr)[2]     # the name allows that host only
+    assert [r["path"] for r in h.requests] == ["/named"]
 
 
 def test_delivered_once_with_method_headers_body(rlsworker, db, hook, run_once):
@@ -171,15 +189,15 @@ def test_methods_and_string_bodies(rlsworker, db, hook, run_once):
 def test_500_is_retried_then_succeeds(rlsworker, db, hook, run_once):
     h = hook(statuses=[500, 429])
     i = add(db, {"url": h.url("/hook?token=" + SECRET)})
-    flags = (*ALLOW, "--backoff-base", "300")    # retries wait 150..300 ms
+    flags = (*ALLOW, "--backoff-base", "300")    # the first retry waits 150..300 ms
     run_once(*flags)
     state, attempts, err = job(db, i)
     assert (state, attempts) == ("queued", 1)
     assert err == "HTTP 500 from 127.0.0.1:%d" % h.port
-    time.sleep(0.4)
+    time.sleep(0.35)
     run_once(*flags)
     assert job(db, i)[:2] == ("queued", 2) and "HTTP 429" in job(db, i)[2]
-    time.sleep(0.4)
+    time.sleep(0.65)                                # the second retry waits 300..600 ms
     run_once(*flags)
     assert job(db, i) is None
     assert [r["path"] for r in h.requests] == ["/hook?token=" + SECRET] * 3
