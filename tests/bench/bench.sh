@@ -17,7 +17,7 @@
 #   user_select1  SQL task `select 1` as the restricted role with claims (the per-job
 #                 transaction cost without the table write)
 # Latency: a running `rlsworker run` (LISTEN/NOTIFY), SAMPLES sequential user-scoped
-# jobs, enqueue -> task start (tests/bench/latency.py), after 100 warm-up jobs.
+# jobs, enqueue -> task start (tests/bench/latency.py), after 100 warm-up jobs; RUNS runs.
 #
 # Env: JOBS (20000) RUNS (3) CONCURRENCIES ("1 10 50") TASKS ("noop user_insert")
 #      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency")
@@ -29,7 +29,7 @@
 #      in a temporary directory on 127.0.0.1:${PGPORT:-55442} is started and removed.
 # Result lines:
 #   rlsworker task=noop concurrency=10 jobs=20000 runs=3 jobs_per_s=MED (min .. max) raw_jobs_per_s=...
-#   rlsworker_latency task=user_latency concurrency=24 samples=1000 runs=1 p50_ms=.. p95_ms=.. p99_ms=.. avg_ms=..
+#   rlsworker_latency task=user_latency concurrency=24 samples=1000 runs=3 p50_ms=MED (min .. max) p95_ms=.. p99_ms=.. avg_ms=..
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -236,15 +236,34 @@ throughput() {
     done
 }
 
+latency_run() { # concurrency -> "p50_ms=.. p95_ms=.. ..." of one run
+    "$BIN" run --tasks "$tasks" --concurrency "$1" --log-level "${LAT_LOG_LEVEL:-info}" \
+        > "$work/worker.log" 2>&1 &
+    worker_pid=$!
+    if ! SAMPLES=$SAMPLES /usr/bin/python3 "$here/latency.py"; then
+        echo "bench: latency run failed; the worker's log ends with:" >&2
+        tail -n 30 "$work/worker.log" >&2
+        return 1
+    fi
+    kill -TERM "$worker_pid"; wait "$worker_pid" || true; worker_pid=
+}
+
 latency() {
-    local c line
+    local c r out k
     for c in $LAT_CONCURRENCY; do
-        fresh_db
-        "$BIN" run --tasks "$tasks" --concurrency "$c" --log-level warning &
-        worker_pid=$!
-        line=$(SAMPLES=$SAMPLES /usr/bin/python3 "$here/latency.py")
-        kill -TERM "$worker_pid"; wait "$worker_pid" || true; worker_pid=
-        echo "rlsworker_latency task=user_latency concurrency=$c sync_commit=$sync_now samples=$SAMPLES runs=1 $line"
+        out=$work/lat.out; : > "$out"
+        for r in $(seq "$RUNS"); do
+            fresh_db
+            latency_run "$c" | tee -a "$out" | sed "s/^/  run $r: /" >&2
+            [ "${PIPESTATUS[0]}" = 0 ] || return 1
+        done
+        line=
+        for k in p50 p95 p99 avg min max; do
+            line="$line $k""_ms=$(grep -o "$k""_ms=[0-9.]*" "$out" | cut -d= -f2 |
+                sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2;
+                printf "%.2f (min %.2f max %.2f)", m, a[1], a[NR]}')"
+        done
+        echo "rlsworker_latency task=user_latency concurrency=$c sync_commit=$sync_now samples=$SAMPLES runs=$RUNS$line"
     done
 }
 

@@ -32,22 +32,38 @@ ENQUEUE = ("select rlsworker.add_job('bench.latency',"
            " claims => jsonb_build_object('sub', 'bench-user', 'role', 'authenticated'))")
 
 
-def wait_for(conn, want, timeout_s):
-    """Blocks until a notification with payload `want` arrives."""
+def explain_stall(conn, want):
+    """What the queue and the task table say about job n=want."""
+    conn.pgconn.consume_input()
+    jobs = conn.execute(
+        "select id, state, attempts, run_at - now(), locked_by, last_error"
+        " from rlsworker.jobs where payload->>'n' = %s", (want,)).fetchall()
+    started = conn.execute("select started_at from bench_latency where n = %s::int",
+                           (want,)).fetchall()
+    return "queue rows (id, state, attempts, run_at - now, locked_by, last_error): %r; " \
+           "started rows: %r" % (jobs, started)
+
+
+def wait_for(conn, seen, want, timeout_s):
+    """Blocks until a notification with payload `want` has arrived. psycopg
+    hands notifications that come in during execute() to its handlers (which
+    fill `seen`), so both paths are looked at."""
     deadline = time.monotonic() + timeout_s
-    while True:
+    while want not in seen:
         n = conn.pgconn.notifies()
         while n is not None:
-            if n.extra.decode() == want:
-                return
+            seen.add(n.extra.decode())
             n = conn.pgconn.notifies()
+        if want in seen:
+            break
         left = deadline - time.monotonic()
         if left <= 0:
-            raise SystemExit("latency: job %s did not start within %.0f s; "
-                             "is the worker running?" % (want, timeout_s))
+            raise SystemExit("latency: job n=%s did not start within %.0f s; %s"
+                             % (want, timeout_s, explain_stall(conn, want)))
         ready, _, _ = select.select([conn.fileno()], [], [], left)
         if ready:
             conn.pgconn.consume_input()
+    seen.discard(want)
 
 
 def main():
@@ -60,15 +76,17 @@ def main():
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("truncate bench_latency")
+        seen = set()
+        conn.add_notify_handler(lambda n: seen.add(n.payload))
         conn.execute("listen rlsworker_bench")
         for i in range(warmup):                 # negative n: not sampled
             conn.execute(ENQUEUE, (-1 - i,))
         if warmup:
-            wait_for(conn, str(-warmup), timeout_s * 3)
+            wait_for(conn, seen, str(-warmup), timeout_s * 3)
         time.sleep(1.0)
         for i in range(samples):
             conn.execute(ENQUEUE, (i,))
-            wait_for(conn, str(i), timeout_s)
+            wait_for(conn, seen, str(i), timeout_s)
         row = conn.execute(
             "with s as (select extract(epoch from started_at - enqueued_at) * 1000 as ms"
             "           from bench_latency where n >= 0)"
