@@ -579,9 +579,10 @@ static void test_registry_loads_sorted(void **state)
     assert_int_equal(rw_registry_count(reg), 2 + rw_builtin_count());
     assert_string_equal(rw_registry_at(reg, 0)->name, "a_named_in_b");
     assert_string_equal(rw_registry_at(reg, 1)->name, "c");
-    assert_string_equal(rw_registry_at(reg, 2)->name, "noop");
-    assert_string_equal(rw_registry_at(reg, 3)->name, "purge_dead_jobs");
-    assert_null(rw_registry_at(reg, 4));
+    assert_string_equal(rw_registry_at(reg, 2)->name, "http");
+    assert_string_equal(rw_registry_at(reg, 3)->name, "noop");
+    assert_string_equal(rw_registry_at(reg, 4)->name, "purge_dead_jobs");
+    assert_null(rw_registry_at(reg, 5));
     snprintf(path, sizeof path, "%s/c.sql", dir);
     assert_string_equal(rw_registry_find(reg, "c")->path, path);
     assert_null(rw_registry_find(reg, "b"));
