@@ -7,12 +7,22 @@
 #include "scheduler/cron.h"
 #include "scheduler/cron_runner.h"
 #include "worker/log.h"
+#include "worker/netguard.h"
 #include "worker/intake.h"
 #include "worker/rolecheck.h"
 #include "worker/worker.h"
 
 int rw_run_hooks_prepare(struct rw_worker *w, char *err, size_t errlen)
 {
+    if (w->cfg.http_allow) {
+        struct rw_netguard *g = NULL;
+        char why[400];
+        if (rw_netguard_new(w->cfg.http_allow, &g, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s", why);
+            return -1;
+        }
+        rw_netguard_free(&g);
+    }
     if (w->cfg.crontab &&
         rw_crontab_load(w->cfg.crontab, &w->crontab_pending, err, errlen) < 0)
         return -1;
