@@ -78,7 +78,7 @@ for ph in $PHASES; do
     pgboss)
         run CONCURRENCY=10 BATCH_SIZE=100 JOBS="$JOBS" "$peers/pgboss_throughput.sh" ;;
     rlsworker)
-        run JOBS="$JOBS" CONCURRENCIES="$CONCS" SAMPLES="$SAMPLES" "$here/contender.sh" ;;
+        run PHASES="throughput latency" JOBS="$JOBS" CONCURRENCIES="$CONCS" SAMPLES="$SAMPLES" "$here/contender.sh" ;;
     latency)
         run MODE=batched CONCURRENCY=24 SAMPLES="$SAMPLES" "$peers/graphile_latency.sh" ;;
     *) echo "compare: unknown phase $ph" | tee -a "$LOGF" ;;
