@@ -279,12 +279,13 @@ def test_bad_payloads_fail_at_once(rlsworker, db, hook, run_once):
         assert msg in err, (payload, err)
 
 
-def test_invalid_allowlist_fails_the_job_final(rlsworker, db, hook, run_once):
+def test_invalid_allowlist_refuses_to_start(rlsworker, db, hook, tasks_dir):
     h = hook()
     i = add(db, {"url": h.url()})
-    run_once("--http-allow", "10.0.0.0/33")
-    state, attempts, err = job(db, i)
-    assert state == "dead" and "invalid http_allow setting" in err
+    r = rlsworker.cli("run", "--once", "--tasks", str(tasks_dir), "--http-allow", "10.0.0.0/33",
+                      env=db.env())
+    assert r.returncode == 1 and '"10.0.0.0/33"' in r.stderr
+    assert job(db, i) == ("queued", 0, None)
     assert h.requests == []
 
 
