@@ -222,6 +222,39 @@ static struct rw_job *job_from_row(struct rw_worker *w, const PGresult *res, int
     return job;
 }
 
+/* Starts prefetched jobs while there are free slots. Jobs that end
+ * synchronously (built-ins) come back here through rw_sched_job_ended; the
+ * flag keeps that from recursing, the loop picks the next one up. */
+static void pump(struct rw_worker *w)
+{
+    if (w->pumping)
+        return;
+    w->pumping = true;
+    while (w->ready_head && w->running < w->cfg.concurrency && !w->stopping) {
+        struct rw_job *job = w->ready_head;
+        w->ready_head = job->ready_next;
+        if (!w->ready_head)
+            w->ready_tail = NULL;
+        job->ready_next = NULL;
+        rw_job_dispatch(job);
+    }
+    w->pumping = false;
+}
+
+/* Stopping: prefetched jobs go back to the queue at once, uncounted. */
+static void release_ready(struct rw_worker *w)
+{
+    struct rw_job *job = w->ready_head;
+
+    w->ready_head = w->ready_tail = NULL;
+    while (job) {
+        struct rw_job *next = job->ready_next;
+        job->ready_next = NULL;
+        rw_job_release_if_waiting(job);
+        job = next;
+    }
+}
+
 static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
     struct rw_worker *w = arg;
@@ -239,9 +272,19 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     w->drained = rows == 0;
     for (int i = 0; i < rows; i++) {
         struct rw_job *job = job_from_row(w, res, i);
-        if (job)
-            rw_job_dispatch(job);
+        if (!job)
+            continue;
+        if (w->ready_tail)
+            w->ready_tail->ready_next = job;
+        else
+            w->ready_head = job;
+        w->ready_tail = job;
     }
+    if (w->stopping) {
+        release_ready(w);   /* a claim that was in flight when the stop began */
+        return;
+    }
+    pump(w);
     if (w->claim_again || w->more_ready) {
         w->claim_again = false;
         rw_sched_maybe_claim(w);
@@ -253,7 +296,7 @@ void rw_sched_maybe_claim(struct rw_worker *w)
 {
     char n[16];
     const char *params[2] = {w->id, n};
-    int free_slots = w->cfg.concurrency - w->inflight;
+    int free_slots = w->cfg.concurrency + w->cfg.prefetch - w->inflight;
 
     if (w->stopping || !w->ctl_ready || !w->registered)
         return;
@@ -276,6 +319,9 @@ void rw_sched_maybe_claim(struct rw_worker *w)
 
 void rw_sched_job_ended(struct rw_worker *w)
 {
+    if (w->pumping)
+        return;         /* the pump's caller claims once the batch is started */
+    pump(w);
     if (w->more_ready || w->claim_again)
         rw_sched_maybe_claim(w);
     if (w->stopping && w->inflight == 0)
@@ -505,6 +551,7 @@ void rw_sched_stop(struct rw_worker *w, bool immediate)
         ev_timer_stop(w->loop, &w->poll_timer);
         rw_run_hooks_quiesce(w);
         /* jobs that have not started go back at once, uncounted */
+        release_ready(w);
         for (struct rw_job *j = w->jobs, *next; j; j = next) {
             next = j->next;
             rw_job_release_if_waiting(j);

@@ -44,6 +44,8 @@ const struct rw_option rw_options[] = {
       "jobs in flight at once in this process"),
     I("claim_batch", "RLSWORKER_CLAIM_BATCH", claim_batch, "100", 1, 1000, true,
       "most jobs claimed in one round trip"),
+    I("prefetch", "RLSWORKER_PREFETCH", prefetch, "0", 0, 1000, true,
+      "jobs claimed ahead of free slots and held in this process (speeds up short jobs)"),
     I("poll_interval", "RLSWORKER_POLL_INTERVAL", poll_interval_ms, "2000", 10, 600000, true,
       "milliseconds between polls when no NOTIFY arrives"),
     I("max_attempts", "RLSWORKER_MAX_ATTEMPTS", max_attempts, "25", 1, 1000, true,

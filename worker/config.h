@@ -47,6 +47,7 @@ struct rw_config {
     char *crontab;
     int concurrency;
     int claim_batch;
+    int prefetch;
     int poll_interval_ms;
     int max_attempts;
     int backoff_base_ms;

@@ -45,6 +45,8 @@ static void job_end(struct rw_job *job, const char *outcome)
         rw_metrics_job(w->metrics, job->task, outcome, ev_now(w->loop) - job->started);
 
     ev_timer_stop(w->loop, &job->timeout);
+    if (job->dispatched)
+        w->running--;
     job->state = RW_JOB_ENDED;
     if (job->prev)
         job->prev->next = job->next;
@@ -486,6 +488,8 @@ void rw_job_dispatch(struct rw_job *job)
     ev_init(&job->timeout, on_timeout);
     job->timeout.data = job;
     job->started = ev_now(w->loop);
+    job->dispatched = true;
+    w->running++;
     job->t = rw_registry_find(w->tasks, job->task);
     if (!job->t) {
         snprintf(err, sizeof err, "unknown task \"%s\": no task file of that name in %s "
@@ -531,7 +535,10 @@ void rw_job_dispatch(struct rw_job *job)
 /* Shutdown: a job that has not started goes back without counting. */
 void rw_job_release_if_waiting(struct rw_job *job)
 {
-    if (job->state == RW_JOB_WAITING) {
+    if (job->state == RW_JOB_CLAIMED) {
+        ev_init(&job->timeout, on_timeout);   /* job_end stops it */
+        job_released(job);
+    } else if (job->state == RW_JOB_WAITING) {
         rw_pool_forget(job->pool, job);
         job_released(job);
     }

@@ -52,6 +52,8 @@ struct rw_job {
     ev_tstamp started;
     struct rw_job *next, *prev;   /* w->jobs list */
     struct rw_job *wait_next;     /* pool wait list */
+    struct rw_job *ready_next;    /* w->ready list (prefetched, not dispatched) */
+    bool dispatched;              /* counted in w->running */
     struct rw_registry *reg;      /* registry reference held while running */
     struct rw_builtin_job *bj;    /* a running built-in's handle (for abort), else NULL */
 };
@@ -91,6 +93,9 @@ struct rw_worker {
 
     /* scheduling */
     int inflight;                 /* jobs claimed and not yet ended */
+    int running;                  /* of those, dispatched (at most concurrency) */
+    struct rw_job *ready_head, *ready_tail; /* claimed, waiting for a slot */
+    bool pumping;
     bool claim_inflight;
     bool claim_again;
     int claim_asked;
@@ -143,7 +148,8 @@ void rw_job_dispatch(struct rw_job *job);
 void rw_job_free(struct rw_job **job);
 /* Asks a running job to stop (operator cancel, shutdown). */
 void rw_job_cancel(struct rw_job *job, const char *why);
-/* Shutdown: a job not started yet goes back to the queue uncounted. */
+/* Shutdown: a job not started yet (prefetched or waiting for a connection)
+ * goes back to the queue uncounted. */
 void rw_job_release_if_waiting(struct rw_job *job);
 /* Shutdown after the grace period: cancel it and put it back uncounted. */
 void rw_job_abandon(struct rw_job *job);

@@ -294,3 +294,62 @@ def test_sighup_reloads_tasks_and_keeps_them_on_error(rlsworker, db, tasks_dir):
         time.sleep(0.05)
     assert sorted(db.sql("select name from run_log")) == [("b",), ("v2:a",)]
     assert w.stop() == 0
+
+
+def test_prefetch_keeps_concurrency_and_exactly_once(rlsworker, db, tasks_dir):
+    make_log_table(db)
+    write_task(tasks_dir, "slow", """
+        -- task: slow
+        -- run_as: system
+        -- scope: global
+        insert into run_log (name, started) values (:name, clock_timestamp());
+        select pg_sleep(0.1);
+        update run_log set ended = clock_timestamp() where name = :name;
+    """)
+    db.sql("select rlsworker.add_job('slow', jsonb_build_object('name', 'j' || g)) "
+           "from generate_series(1, 12) g")
+    run_once(rlsworker, db, tasks_dir, "--concurrency", "2", "--prefetch", "20")
+    rows = db.sql("select started, ended from run_log")
+    assert len(rows) == 12
+    # at no start time were more than 2 jobs running
+    for s, _ in rows:
+        overlapping = sum(1 for s2, e2 in rows if s2 <= s < e2)
+        assert overlapping <= 2
+    # two prefetching workers still run each job exactly once
+    db.sql("create table hits (job_id bigint primary key, n int not null default 1)")
+    write_task(tasks_dir, "hit", """
+        -- task: hit
+        -- run_as: system
+        -- scope: global
+        insert into hits (job_id) values (:job_id::bigint)
+        on conflict (job_id) do update set n = hits.n + 1;
+    """)
+    db.sql("select rlsworker.add_job('hit') from generate_series(1, 3000)")
+    db.sql("select rlsworker.add_job('noop') from generate_series(1, 3000)")
+    procs = [rlsworker.spawn("run", "--once", "--tasks", str(tasks_dir), "--concurrency", "4",
+                             "--prefetch", "200", env=db.env()) for _ in range(2)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.read_stderr()
+    assert db.one("select count(*), max(n) from hits") == (3000, 1)
+    assert db.val("select count(*) from rlsworker.jobs") == 0
+
+
+def test_prefetched_jobs_go_back_uncounted_on_sigterm(rlsworker, db, tasks_dir):
+    write_task(tasks_dir, "nap", """
+        -- task: nap
+        -- run_as: system
+        -- scope: global
+        select pg_sleep(60);
+    """)
+    db.sql("select rlsworker.add_job('nap') from generate_series(1, 5)")
+    w = rlsworker.spawn("run", "--tasks", str(tasks_dir), "--concurrency", "1", "--prefetch", "10",
+                        "--shutdown-timeout", "1", env=db.env())
+    deadline = time.time() + 15
+    while time.time() < deadline and \
+            db.val("select count(*) from rlsworker.jobs where state = 'running'") < 5:
+        time.sleep(0.05)
+    assert db.val("select count(*) from rlsworker.jobs where state = 'running'") == 5
+    time.sleep(0.5)
+    assert w.stop(timeout=20) == 0
+    assert db.sql("select state, attempts, locked_by from rlsworker.jobs") == \
+        [("queued", 0, None)] * 5
