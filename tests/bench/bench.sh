@@ -22,6 +22,7 @@
 # Env: JOBS (20000) RUNS (3) CONCURRENCIES ("1 10 50") TASKS ("noop user_insert")
 #      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency")
 #      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH (100)
+#      PREFETCHES ("0": list of --prefetch values to measure, e.g. "0 100")
 #      RLSWORKER_BIN (default build-bench/rlsworker, built in Release when missing)
 #      BENCH_PEERS_DIR (default <repo>/../shared/bench-peers; its env.sh/start_pg.sh are
 #      used when present) REUSE_PG=1: use the already running bench-peers cluster
@@ -40,10 +41,11 @@ fi
 JOBS=${JOBS:-20000}; RUNS=${RUNS:-3}; CONCURRENCIES=${CONCURRENCIES:-1 10 50}
 TASKS=${TASKS:-noop user_insert}; SAMPLES=${SAMPLES:-1000}; LAT_CONCURRENCY=${LAT_CONCURRENCY:-24}
 PHASES=${PHASES:-throughput latency}; CLAIM_BATCH=${CLAIM_BATCH:-100}
+PREFETCHES=${PREFETCHES:-0}; PREFETCH=0
 BIN=${RLSWORKER_BIN:-$repo/build-bench/rlsworker}
 PEERS=${BENCH_PEERS_DIR:-$repo/../shared/bench-peers}
 DB=bench_rlsworker
-for v in "$JOBS" "$RUNS" "$SAMPLES" "$CLAIM_BATCH"; do
+for v in "$JOBS" "$RUNS" "$SAMPLES" "$CLAIM_BATCH" $PREFETCHES; do
     case "$v" in ''|*[!0-9]*) echo "bench: JOBS, RUNS, SAMPLES and CLAIM_BATCH must be whole numbers" >&2; exit 2;; esac
 done
 [ "$JOBS" -le 1000000 ] && [ "$RUNS" -le 20 ] || { echo "bench: at most JOBS=1000000, RUNS=20" >&2; exit 2; }
@@ -188,7 +190,7 @@ SQL
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 run_once() { # concurrency
     "$BIN" run --once --tasks "$tasks" --concurrency "$1" --pool-size "$1" \
-        --claim-batch "$CLAIM_BATCH" --log-level warning
+        --claim-batch "$CLAIM_BATCH" --prefetch "$PREFETCH" --log-level warning
 }
 q() { psql -qAtX -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -c "$1"; }
 # median / min / max of the numbers on stdin, graphile's format
@@ -227,12 +229,12 @@ throughput() {
     local task c r out
     for task in $TASKS; do
         enqueue_sql "$task" 1 >/dev/null || exit 2
-        for c in $CONCURRENCIES; do
+        for PREFETCH in $PREFETCHES; do for c in $CONCURRENCIES; do
             out=$work/tp.out; : > "$out"
             for r in $(seq "$RUNS"); do throughput_run "$task" "$c" "$r" >> "$out"; done
-            echo "rlsworker task=$task concurrency=$c claim_batch=$CLAIM_BATCH sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
+            echo "rlsworker task=$task concurrency=$c prefetch=$PREFETCH claim_batch=$CLAIM_BATCH sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
                 "jobs_per_s=$(cut -d' ' -f1 "$out" | mmm) raw_jobs_per_s=$(cut -d' ' -f2 "$out" | mmm)"
-        done
+        done; done
     done
 }
 

@@ -78,7 +78,8 @@ for ph in $PHASES; do
     pgboss)
         run CONCURRENCY=10 BATCH_SIZE=100 JOBS="$JOBS" "$peers/pgboss_throughput.sh" ;;
     rlsworker)
-        run PHASES="throughput latency" JOBS="$JOBS" CONCURRENCIES="$CONCS" SAMPLES="$SAMPLES" "$here/contender.sh" ;;
+        run PHASES="throughput latency" JOBS="$JOBS" CONCURRENCIES="$CONCS" SAMPLES="$SAMPLES" \
+            PREFETCHES="${PREFETCHES:-0 100}" "$here/contender.sh" ;;
     latency)
         run MODE=batched CONCURRENCY=24 SAMPLES="$SAMPLES" "$peers/graphile_latency.sh" ;;
     *) echo "compare: unknown phase $ph" | tee -a "$LOGF" ;;
