@@ -353,3 +353,32 @@ def test_prefetched_jobs_go_back_uncounted_on_sigterm(rlsworker, db, tasks_dir):
     assert w.stop(timeout=20) == 0
     assert db.sql("select state, attempts, locked_by from rlsworker.jobs") == \
         [("queued", 0, None)] * 5
+
+
+def test_add_jobs_in_bulk(rlsworker, db):
+    specs = [{"task": "add_todo", "payload": {"title": f"t{i}"}, "claims": {"sub": f"u{i % 3}"}}
+             for i in range(6)]
+    specs.insert(2, {"task": "noop", "job_key": "bulk-key", "priority": 3})
+    rows = db.sql("select idx, id from rlsworker.add_jobs(%s::jsonb)", (json.dumps(specs),))
+    assert sorted(r[0] for r in rows) == list(range(1, 8))
+    by_idx = dict(rows)
+    for idx, spec in enumerate(specs, 1):
+        task, subject = db.one("select task, subject from rlsworker.jobs where id = %s",
+                               (by_idx[idx],))
+        assert task == spec["task"]
+        assert subject == spec.get("claims", {}).get("sub")
+    # the keyed element de-duplicates like add_job
+    again = db.val("select id from rlsworker.add_jobs('[{\"task\": \"noop\", \"job_key\": \"bulk-key\"}]')")
+    assert again == by_idx[3]
+    # one bad element: a clear error naming it, nothing queued
+    before = db.val("select count(*) from rlsworker.jobs")
+    for bad, why in [('[{"task": "noop"}, {"task": "noop", "payload": [1]}]', "job 2 is invalid: payload"),
+                     ('[{"task": "noop", "colour": "red"}]', "job 1 is invalid: it has a key"),
+                     ('[{"task": "noop", "claims": {"sub": "a"}, "subject": "b"}]', "differs"),
+                     ('{"task": "noop"}', "must be a JSON array")]:
+        with pytest.raises(Exception, match=why):
+            db.sql("select * from rlsworker.add_jobs(%s::jsonb)", (bad,))
+    assert db.val("select count(*) from rlsworker.jobs") == before
+    run_once(rlsworker, db, DEMO_TASKS)
+    assert db.val("select count(*) from todos") == 6
+    assert sorted(r[0] for r in db.sql("select distinct user_id from todos")) == ["u0", "u1", "u2"]

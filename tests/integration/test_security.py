@@ -165,6 +165,7 @@ def test_restricted_role_cannot_touch_the_queue(db):
         for stmt in ("select * from rlsworker.jobs",
                      "select rlsworker.add_job('noop')",
                      "select rlsworker.add_job('noop', claims => '{\"sub\":\"bob\"}')",
+                     "select * from rlsworker.add_jobs('[{\"task\": \"noop\"}]')",
                      "update rlsworker.jobs set claims = '{\"sub\":\"x\"}'",
                      "select * from rlsworker.claim_jobs('me', 10)",
                      "select rlsworker.complete_jobs('me', array[1::bigint])",
