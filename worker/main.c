@@ -46,9 +46,17 @@ int main(int argc, char **argv)
         printf("rlsworker %s\n", RW_VERSION);
         return RW_EXIT_OK;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].fn(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        for (int a = 2; a < argc && strcmp(argv[a], "--") != 0; a++) {
+            if (strcmp(argv[a], "--version") == 0) {
+                printf("rlsworker %s\n", RW_VERSION);
+                return RW_EXIT_OK;
+            }
+        }
+        return commands[i].fn(argc - 1, argv + 1);
+    }
     fprintf(stderr, "rlsworker: unknown command \"%s\"\n", argv[1]);
     usage(stderr);
     return RW_EXIT_USAGE;

@@ -28,8 +28,21 @@ def test_help_and_version(rlsworker):
     for cmd in ("migrate", "run", "add", "jobs", "doctor", "cron", "token"):
         r = rlsworker.cli(cmd, "--help")
         assert r.returncode == 0 and "usage" in (r.stdout + r.stderr).lower(), cmd
+        r = rlsworker.cli(cmd, "--version")
+        assert r.returncode == 0 and r.stdout.startswith("rlsworker "), cmd
     r = rlsworker.cli("frobnicate")
     assert r.returncode == 2 and 'unknown command "frobnicate"' in r.stderr
+
+
+def test_concurrent_migrations_are_safe(rlsworker, bare_db):
+    procs = [rlsworker.spawn("migrate", env=bare_db.env()) for _ in range(6)]
+    codes = [p.wait(timeout=60) for p in procs]
+    assert codes == [0] * 6, [p.read_stderr() for p in procs]
+    applied = sum(int(p.read_stdout().split("(")[1].split()[0]) for p in procs)
+    latest = bare_db.val("select max(version) from rlsworker.migrations")
+    assert applied == latest == bare_db.val("select count(*) from rlsworker.migrations")
+    r = rlsworker.cli("migrate", env=bare_db.env())
+    assert r.returncode == 0 and "(0 migrations applied)" in r.stdout
 
 
 def test_user_job_changes_only_its_users_rows(rlsworker, db):
