@@ -163,7 +163,9 @@ begin
 end $$;
 
 -- Claim up to p_max ready jobs for worker p_worker: smallest priority first,
--- then run_at, then id; at most one running job per named queue.
+-- then run_at, then id; at most one running job per named queue. One
+-- set-based statement when no named queue has ready work (the common case);
+-- the per-row loop that keeps named queues serial runs only when one does.
 create function rlsworker.claim_jobs(p_worker text, p_max int)
 returns setof rlsworker.jobs
 language plpgsql set search_path = pg_catalog, pg_temp as $$
@@ -171,6 +173,23 @@ declare
     r record;
     ids bigint[] := '{}';
 begin
+    if not exists (select 1 from rlsworker.jobs j
+                   where j.state = 'queued' and j.queue is not null and j.run_at <= now()) then
+        return query
+        with picked as (
+            select j.id from rlsworker.jobs j
+            where j.state = 'queued' and j.run_at <= now()
+            order by j.priority, j.run_at, j.id
+            limit p_max
+            for update skip locked
+        )
+        update rlsworker.jobs j set
+            state = 'running', locked_by = p_worker, locked_at = now(),
+            attempts = j.attempts + 1, lock_token = gen_random_uuid(), updated_at = now()
+        from picked where j.id = picked.id
+        returning j.*;
+        return;
+    end if;
     for r in
         select j.id, j.queue from rlsworker.jobs j
         where j.state = 'queued' and j.run_at <= now()

@@ -134,6 +134,30 @@ def make_log_table(db):
     db.sql("create table run_log (id serial, name text, started timestamptz, ended timestamptz)")
 
 
+def slow_task(tasks_dir, seconds):
+    """Logs its start and end in run_log around a sleep."""
+    write_task(tasks_dir, "slow", f"""
+        -- task: slow
+        -- run_as: system
+        -- scope: global
+        insert into run_log (name, started) values (:name, clock_timestamp());
+        select pg_sleep({seconds});
+        update run_log set ended = clock_timestamp() where name = :name;
+    """)
+
+
+def hit_task(db, tasks_dir):
+    """Counts each run of each job in hits: n > 1 means a job ran twice."""
+    db.sql("create table hits (job_id bigint primary key, n int not null default 1)")
+    write_task(tasks_dir, "hit", """
+        -- task: hit
+        -- run_as: system
+        -- scope: global
+        insert into hits (job_id) values (:job_id::bigint)
+        on conflict (job_id) do update set n = hits.n + 1;
+    """)
+
+
 def test_priorities_order(rlsworker, db, tasks_dir):
     make_log_table(db)
     write_task(tasks_dir, "log", """
@@ -152,14 +176,7 @@ def test_priorities_order(rlsworker, db, tasks_dir):
 
 def test_named_queue_runs_serially(rlsworker, db, tasks_dir):
     make_log_table(db)
-    write_task(tasks_dir, "slow", """
-        -- task: slow
-        -- run_as: system
-        -- scope: global
-        insert into run_log (name, started) values (:name, clock_timestamp());
-        select pg_sleep(0.15);
-        update run_log set ended = clock_timestamp() where name = :name;
-    """)
+    slow_task(tasks_dir, 0.15)
     for i in range(5):
         db.sql("select rlsworker.add_job('slow', jsonb_build_object('name', %s::text), "
                "queue => 'serial')", (f"q{i}",))
@@ -179,14 +196,7 @@ def test_named_queue_runs_serially(rlsworker, db, tasks_dir):
 
 
 def test_two_workers_run_each_job_exactly_once(rlsworker, db, tasks_dir):
-    db.sql("create table hits (job_id bigint primary key, n int not null default 1)")
-    write_task(tasks_dir, "hit", """
-        -- task: hit
-        -- run_as: system
-        -- scope: global
-        insert into hits (job_id) values (:job_id::bigint)
-        on conflict (job_id) do update set n = hits.n + 1;
-    """)
+    hit_task(db, tasks_dir)
     db.sql("select rlsworker.add_job('hit') from generate_series(1, 4000)")
     env = db.env()
     procs = [rlsworker.spawn("run", "--once", "--tasks", str(tasks_dir), "--concurrency", "8",
@@ -311,14 +321,7 @@ def test_sighup_reloads_tasks_and_keeps_them_on_error(rlsworker, db, tasks_dir):
 
 def test_prefetch_keeps_concurrency_and_exactly_once(rlsworker, db, tasks_dir):
     make_log_table(db)
-    write_task(tasks_dir, "slow", """
-        -- task: slow
-        -- run_as: system
-        -- scope: global
-        insert into run_log (name, started) values (:name, clock_timestamp());
-        select pg_sleep(0.1);
-        update run_log set ended = clock_timestamp() where name = :name;
-    """)
+    slow_task(tasks_dir, 0.1)
     db.sql("select rlsworker.add_job('slow', jsonb_build_object('name', 'j' || g)) "
            "from generate_series(1, 12) g")
     run_once(rlsworker, db, tasks_dir, "--concurrency", "2", "--prefetch", "20")
@@ -329,14 +332,7 @@ def test_prefetch_keeps_concurrency_and_exactly_once(rlsworker, db, tasks_dir):
         overlapping = sum(1 for s2, e2 in rows if s2 <= s < e2)
         assert overlapping <= 2
     # two prefetching workers still run each job exactly once
-    db.sql("create table hits (job_id bigint primary key, n int not null default 1)")
-    write_task(tasks_dir, "hit", """
-        -- task: hit
-        -- run_as: system
-        -- scope: global
-        insert into hits (job_id) values (:job_id::bigint)
-        on conflict (job_id) do update set n = hits.n + 1;
-    """)
+    hit_task(db, tasks_dir)
     db.sql("select rlsworker.add_job('hit') from generate_series(1, 3000)")
     db.sql("select rlsworker.add_job('noop') from generate_series(1, 3000)")
     procs = [rlsworker.spawn("run", "--once", "--tasks", str(tasks_dir), "--concurrency", "4",

@@ -1,4 +1,4 @@
--- 006_add_jobs: enqueue many jobs in one call. `jobs` is a JSON array of
+-- 005_add_jobs: enqueue many jobs in one call. `jobs` is a JSON array of
 -- objects with the keys of add_job (task required; payload, run_at, queue,
 -- job_key, priority, max_attempts, claims, subject, run_as optional).
 -- Jobs without a job_key are inserted set-based; keyed jobs go through
