@@ -367,8 +367,12 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     struct rw_worker *w = arg;
 
     if (!r->ok) {
-        if (!r->conn_lost)
-            rw_error("could not register this worker: %s", r->error);
+        if (!r->conn_lost) {
+            /* e.g. the schema was dropped: retry through the reconnect backoff */
+            rw_error("could not register this worker: %s; retrying (run \"rlsworker "
+                     "migrate\" if the schema is missing)", r->error);
+            rw_pg_abort(w->ctl, "registration failed");
+        }
         return;
     }
     w->registered = true;
@@ -462,6 +466,7 @@ int rw_sched_start(struct rw_worker *w)
     w->ctl = rw_pg_new(w->loop, w->cfg.database_url, &cb, w->cfg.connect_timeout_s);
     if (!w->ctl)
         return -1;
+    rw_pg_set_app_name(w->ctl, "rlsworker control");
     ev_init(&w->ctl_retry, ctl_connect);
     w->ctl_retry.data = w;
     ev_timer_init(&w->poll_timer, on_poll, w->cfg.poll_interval_ms / 1000.0,

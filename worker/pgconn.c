@@ -24,6 +24,7 @@ struct pg_op {
 struct rw_pg {
     struct ev_loop *loop;
     char *conninfo;
+    char app_name[64];    /* fallback_application_name: the URL's own wins */
     struct rw_pg_callbacks cb;
     int connect_timeout_s;
     PGconn *conn;
@@ -54,6 +55,7 @@ rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
         return NULL;
     }
     pg->loop = loop;
+    snprintf(pg->app_name, sizeof pg->app_name, "rlsworker");
     if (cb)
         pg->cb = *cb;
     pg->connect_timeout_s = connect_timeout_s > 0 ? connect_timeout_s : 10;
@@ -65,6 +67,11 @@ rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
 }
 
 bool rw_pg_ready(const rw_pg *pg) { return pg->state == PG_READY; }
+
+void rw_pg_set_app_name(rw_pg *pg, const char *name)
+{
+    snprintf(pg->app_name, sizeof pg->app_name, "%s", name);
+}
 int rw_pg_inflight(const rw_pg *pg) { return pg->inflight; }
 PGconn *rw_pg_conn(rw_pg *pg) { return pg->state == PG_READY ? pg->conn : NULL; }
 
@@ -189,7 +196,9 @@ void rw_pg_connect(rw_pg *pg)
         return;
     free(pg->pending_error);
     pg->pending_error = NULL;
-    pg->conn = PQconnectStart(pg->conninfo);
+    const char *keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *vals[] = {pg->conninfo, pg->app_name, NULL};
+    pg->conn = PQconnectStartParams(keys, vals, 1);
     pg->state = PG_CONNECTING;
     if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
         /* report from the loop, never from inside the caller */

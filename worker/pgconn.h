@@ -48,6 +48,9 @@ struct rw_pg_callbacks {
 /* New, unconnected handle; conninfo is copied. Returns NULL on OOM. */
 rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
                  const struct rw_pg_callbacks *cb, int connect_timeout_s);
+/* application_name the server shows for it (default "rlsworker"; an
+ * application_name in the connection string wins). Call before connecting. */
+void rw_pg_set_app_name(rw_pg *pg, const char *name);
 /* Starts connecting (again). on_ready or on_lost follows. */
 void rw_pg_connect(rw_pg *pg);
 bool rw_pg_ready(const rw_pg *pg);

@@ -119,6 +119,9 @@ static void open_one(struct rw_pool *p)
         free(pc);
         return;
     }
+    char app[64];
+    snprintf(app, sizeof app, "rlsworker %s", p->name);
+    rw_pg_set_app_name(pc->pg, app);
     pc->next = p->conns;
     p->conns = pc;
     p->n++;

@@ -222,3 +222,23 @@ def test_worker_survives_a_postgres_restart(rlsworker, db, tasks_dir, pg):
     assert db.val("select count(*) from rlsworker.jobs") == 0
     assert db.val("select max(n) from counters") == 1 and first and second
     assert w.stop() == 0
+
+
+def test_registration_failure_is_retried(rlsworker, db, tasks_dir):
+    db.sql("create table counters (job_id bigint primary key, n int not null)")
+    counter_task(tasks_dir)
+    w = rlsworker.spawn("run", "--tasks", str(tasks_dir), *FAST, env=db.env())
+    w.wait_for("connected to the queue database")
+    # the control connection is named; break registration, then cut it
+    db.sql("alter function rlsworker.register_worker(text, text, int) rename to register_off",
+           role="postgres")
+    assert db.val("select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                  "where application_name = 'rlsworker control' and datname = current_database()",
+                  role="postgres") == 1
+    w.wait_for("could not register this worker: .*retrying")
+    db.sql("alter function rlsworker.register_off(text, text, int) rename to register_worker",
+           role="postgres")
+    db.sql("select rlsworker.add_job('count')")
+    wait_until(lambda: db.val("select count(*) from counters") == 1, 15, what="the job to run")
+    assert w.poll() is None
+    assert w.stop() == 0
