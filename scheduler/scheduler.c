@@ -201,15 +201,14 @@ static struct rw_job *job_from_row(struct rw_worker *w, const PGresult *res, int
     job->w = w;
     job->id = atoll(PQgetvalue(res, row, 0));
     job->task = strdup(PQgetvalue(res, row, 1));
-    job->queue = dup_or_null(res, row, 2);
-    job->payload = json_loads(PQgetvalue(res, row, 3), 0, &jerr);
-    job->claims = dup_or_null(res, row, 4);
-    job->subject = dup_or_null(res, row, 5);
-    job->run_as = dup_or_null(res, row, 6);
-    job->attempts = atoi(PQgetvalue(res, row, 7));
-    job->max_attempts = atoi(PQgetvalue(res, row, 8));
-    snprintf(job->lock_token, sizeof job->lock_token, "%s", PQgetvalue(res, row, 9));
-    job->claims_verified_at = atoll(PQgetvalue(res, row, 10));
+    job->payload = json_loads(PQgetvalue(res, row, 2), 0, &jerr);
+    job->claims = dup_or_null(res, row, 3);
+    job->subject = dup_or_null(res, row, 4);
+    job->run_as = dup_or_null(res, row, 5);
+    job->attempts = atoi(PQgetvalue(res, row, 6));
+    job->max_attempts = atoi(PQgetvalue(res, row, 7));
+    snprintf(job->lock_token, sizeof job->lock_token, "%s", PQgetvalue(res, row, 8));
+    job->claims_verified_at = atoll(PQgetvalue(res, row, 9));
     job->state = RW_JOB_CLAIMED;
     if (!job->payload)
         job->payload = json_object();
@@ -309,7 +308,7 @@ void rw_sched_maybe_claim(struct rw_worker *w)
     w->claim_asked = free_slots < w->cfg.claim_batch ? free_slots : w->cfg.claim_batch;
     snprintf(n, sizeof n, "%d", w->claim_asked);
     if (rw_pg_query(w->ctl,
-                    "select id, task, queue, payload::text, claims::text, subject, run_as,"
+                    "select id, task, payload::text, claims::text, subject, run_as,"
                     " attempts, coalesce(max_attempts, 0), lock_token::text,"
                     " coalesce(extract(epoch from claims_verified_at)::bigint, 0)"
                     " from rlsworker.claim_jobs($1, $2::int)",

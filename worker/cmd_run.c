@@ -251,7 +251,7 @@ int rw_cmd_run(int argc, char **argv)
     rw_run_hooks_stop(&w);
     rw_info("worker stopped: %lld claimed, %lld completed, %lld failed, %lld dead, %lld released",
             w.stats.claimed, w.stats.completed, w.stats.failed, w.stats.dead, w.stats.released);
-    rc = w.exit_code;
+    rc = RW_EXIT_OK;
 out:
     worker_free(&w);
     return rc;

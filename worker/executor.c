@@ -108,7 +108,6 @@ void rw_job_free(struct rw_job **jp)
         return;
     json_decref(job->payload);
     free(job->task);
-    free(job->queue);
     free(job->claims);
     free(job->subject);
     free(job->run_as);

@@ -32,7 +32,6 @@ struct rw_job {
     struct rw_worker *w;
     long long id;
     char *task;
-    char *queue;
     json_t *payload;              /* owned reference */
     char *claims;                 /* canonical JSON text, or NULL */
     char *subject;
@@ -54,7 +53,6 @@ struct rw_job {
     struct rw_job *wait_next;     /* pool wait list */
     struct rw_job *ready_next;    /* w->ready list (prefetched, not dispatched) */
     bool dispatched;              /* counted in w->running */
-    struct rw_registry *reg;      /* registry reference held while running */
     struct rw_builtin_job *bj;    /* a running built-in's handle (for abort), else NULL */
 };
 
@@ -78,7 +76,6 @@ struct rw_worker {
     bool once;
     bool stopping;
     bool stopped;
-    int exit_code;
 
     /* admin control connection: claims, completions, LISTEN, heartbeats */
     rw_pg *ctl;
