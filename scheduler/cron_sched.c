@@ -118,16 +118,16 @@ static int parse_item(enum field_kind k, const char **p, uint64_t *bits,
 {
     const struct field_def *fd = &field_defs[k];
     int lo, hi, step = 1;
-    bool star = false;
+    bool single = false;                     /* a lone value: "5", "5/15" */
     if (**p == '*') {
         lo = fd->lo;
-        hi = k == F_DOW ? 6 : fd->hi;
-        star = true;
+        hi = fd->hi;                         /* day-of-week 0-7: 7 folds into 0 */
         (*p)++;
     } else {
         if (parse_value(fd, p, &lo, err, errlen) < 0)
             return -1;
         hi = lo;
+        single = **p != '-';
         if (**p == '-') {
             bool name = isalpha((unsigned char)(*p)[1]);
             (*p)++;
@@ -145,8 +145,8 @@ static int parse_item(enum field_kind k, const char **p, uint64_t *bits,
         (*p)++;
         if (parse_step(fd, p, &step, err, errlen) < 0)
             return -1;
-        if (!star && hi == lo)
-            hi = k == F_DOW ? 6 : fd->hi;    /* "5/15" means 5-max/15 */
+        if (single)
+            hi = fd->hi;                     /* "5/15" means 5-max/15; "5-5/15" is 5 */
     }
     for (int v = lo; v <= hi; v += step)
         *bits |= UINT64_C(1) << (k == F_DOW && v == 7 ? 0 : v);

@@ -17,6 +17,7 @@
 #include "worker/metrics.h"
 #include "worker/migrations.h"
 #include "worker/pgconn.h"
+#include "worker/sdnotify.h"
 #include "worker/worker.h"
 
 #define CMD "run"
@@ -140,6 +141,25 @@ static void start_signals(struct rw_worker *w)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* systemd: ready once registered on the queue, stopping once told to stop. */
+static enum rw_sdnotify_state sd_state(void *arg)
+{
+    const struct rw_worker *w = arg;
+
+    if (w->stopping)
+        return RW_SD_STOPPING;
+    return w->registered ? RW_SD_READY : RW_SD_STARTING;
+}
+
+static void sd_status(void *arg, char *buf, size_t len)
+{
+    const struct rw_worker *w = arg;
+
+    snprintf(buf, len, "jobs in flight: %d (running: %d); completed: %lld, failed: %lld%s",
+             w->inflight, w->running, w->stats.completed, w->stats.failed,
+             w->registered ? "" : "; reconnecting to the queue database");
+}
+
 static void worker_free(struct rw_worker *w)
 {
     rw_http_client_free(&w->http);  /* built-ins' HTTP client (jobs/http_task.c) */
@@ -214,6 +234,7 @@ static int prepare(struct rw_worker *w)
 int rw_cmd_run(int argc, char **argv)
 {
     struct rw_worker w;
+    struct rw_sdnotify *sd = NULL;
     char err[1024];
     int rc;
 
@@ -247,7 +268,9 @@ int rw_cmd_run(int argc, char **argv)
     }
     rw_info("worker %s started: %d tasks, concurrency %d%s", w.id, rw_registry_count(w.tasks),
             w.cfg.concurrency, w.once ? ", --once" : "");
+    sd = rw_sdnotify_new(w.loop, &(struct rw_sdnotify_callbacks){sd_state, sd_status, &w});
     ev_run(w.loop, 0);
+    rw_sdnotify_free(&sd);
     rw_run_hooks_stop(&w);
     rw_info("worker stopped: %lld claimed, %lld completed, %lld failed, %lld dead, %lld released",
             w.stats.claimed, w.stats.completed, w.stats.failed, w.stats.dead, w.stats.released);
