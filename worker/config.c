@@ -10,8 +10,11 @@
 #include "worker/webhook_sig.h"
 
 #define OFF(f) offsetof(struct rw_config, f)
-#define S(n, e, f, d, r, doc) {n, e, RW_OPT_STRING, OFF(f), d, 0, 0, r, doc}
-#define I(n, e, f, d, lo, hi, r, doc) {n, e, RW_OPT_INT, OFF(f), d, lo, hi, r, doc}
+#define S(n, e, f, d, r, doc) {n, e, RW_OPT_STRING, OFF(f), d, 0, 0, r, doc, NULL}
+#define I(n, e, f, d, lo, hi, r, doc) {n, e, RW_OPT_INT, OFF(f), d, lo, hi, r, doc, NULL}
+#define C(n, e, f, d, ch, r, doc) {n, e, RW_OPT_STRING, OFF(f), d, 0, 0, r, doc, ch}
+
+static const char *const claim_settings_choices[] = {"off", "sub", "all", NULL};
 
 const struct rw_option rw_options[] = {
     S("database_url", "DATABASE_URL", database_url, NULL, false,
@@ -40,6 +43,10 @@ const struct rw_option rw_options[] = {
       "seconds a JWKS fetch may take"),
     I("claims_max_bytes", "RLSWORKER_CLAIMS_MAX_BYTES", claims_max_bytes, "4096", 64, 65536, true,
       "largest stored claims object, in bytes of canonical JSON"),
+    C("claim_settings", "RLSWORKER_CLAIM_SETTINGS", claim_settings, "off",
+      claim_settings_choices, false,
+      "off, sub or all: user jobs also get request.jwt.claim.<name> for sub or every "
+      "top-level string claim"),
     S("tasks", "RLSWORKER_TASKS", tasks_dir, "./tasks", true,
       "directory of SQL task files"),
     S("crontab", "RLSWORKER_CRONTAB", crontab, NULL, true,
@@ -122,9 +129,24 @@ static int set_string(char **slot, const char *value)
     return 0;
 }
 
+static bool one_of(const char *const *choices, const char *value)
+{
+    for (; *choices; choices++)
+        if (strcmp(*choices, value) == 0)
+            return true;
+    return false;
+}
+
 static int set_option(struct rw_config *cfg, const struct rw_option *o,
                       const char *value, char *err, size_t errlen)
 {
+    if (o->choices && !one_of(o->choices, value)) {
+        snprintf(err, errlen, "option \"%s\" must be one of", o->name);
+        for (const char *const *c = o->choices; *c; c++)
+            snprintf(err + strlen(err), errlen - strlen(err), "%s %s", c == o->choices ? "" : ",", *c);
+        snprintf(err + strlen(err), errlen - strlen(err), ", got \"%.64s\"", value);
+        return -1;
+    }
     if (o->type == RW_OPT_STRING) {
         if (set_string(str_field(cfg, o), value[0] ? value : NULL) < 0) {
             snprintf(err, errlen, "out of memory");

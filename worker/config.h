@@ -51,6 +51,7 @@ struct rw_config {
     int jwks_refresh_interval_s;
     int jwks_timeout_s;
     int claims_max_bytes;
+    char *claim_settings;      /* "off", "sub" or "all": request.jwt.claim.<name> too */
     /* tasks and scheduling */
     char *tasks_dir;
     char *crontab;
@@ -93,6 +94,7 @@ struct rw_option {
     long min, max;        /* bounds for ints */
     bool reloadable;      /* may change on SIGHUP */
     const char *doc;
+    const char *const *choices; /* strings: the allowed values (NULL-terminated), or NULL */
 };
 
 extern const struct rw_option rw_options[];
