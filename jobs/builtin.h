@@ -29,6 +29,9 @@ struct rw_builtin {
     void (*abort)(struct rw_builtin_job *bj);
 };
 
+/* The job's id: the same on every attempt. */
+long long rw_builtin_job_id(const struct rw_builtin_job *bj);
+
 /* The job's subject (borrowed; NULL for a global built-in). */
 const char *rw_builtin_subject(const struct rw_builtin_job *bj);
 

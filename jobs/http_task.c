@@ -4,19 +4,28 @@
  * Every connection goes through the netguard (worker/netguard.h), checked
  * on the resolved address. Messages name the host and path only: a URL's
  * query string, its user info, headers and bodies may hold secrets and
- * never reach last_error or the log. */
+ * never reach last_error or the log.
+ *
+ * A request to a host with a configured secret (http_sign.<host>) is signed
+ * the Standard Webhooks way (worker/webhook_sig.h): webhook-id is the job's
+ * id, the same on every attempt, so receivers can de-duplicate. The secret
+ * comes only from the configuration, picked by the URL's host: a payload can
+ * neither give one nor pick one for another host, nor set these headers. */
 #include <ctype.h>
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "jobs/builtin.h"
 #include "worker/config.h"
 #include "worker/http_client.h"
 #include "worker/log.h"
 #include "worker/netguard.h"
+#include "worker/webhook_sig.h"
 
 #define MAX_HEADERS 64
 #define MAX_HEADER_NAME 256
@@ -162,8 +171,9 @@ static int parse_headers(const json_t *obj, struct http_spec *s, char *err, size
         snprintf(err, errlen, "payload.headers has more than %d headers", MAX_HEADERS);
         return -1;
     }
-    /* the payload's, then content-type, user-agent, expect, and NULL */
-    if (!(s->headers = calloc((obj ? json_object_size(obj) : 0) + 4, sizeof *s->headers))) {
+    /* the payload's, then content-type, user-agent, expect, three
+     * webhook-* headers, and NULL */
+    if (!(s->headers = calloc((obj ? json_object_size(obj) : 0) + 7, sizeof *s->headers))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -287,6 +297,62 @@ static int parse_url(const json_t *v, struct http_run *run, struct http_spec *s,
     return rc;
 }
 
+/* ---- signing ------------------------------------------------------------------ */
+
+static const char *const sign_headers[] = {"webhook-id", "webhook-timestamp",
+                                           "webhook-signature"};
+
+/* A header line of the payload that signing would set, or NULL. */
+static const char *signed_header_given(const struct http_spec *s)
+{
+    for (int i = 0; i < s->nheaders; i++)
+        for (size_t k = 0; k < sizeof sign_headers / sizeof sign_headers[0]; k++) {
+            size_t n = strlen(sign_headers[k]);
+            if (strncasecmp(s->headers[i], sign_headers[k], n) == 0 &&
+                (s->headers[i][n] == ':' || s->headers[i][n] == ';'))
+                return sign_headers[k];
+        }
+    return NULL;
+}
+
+/* Adds webhook-id, webhook-timestamp and webhook-signature when the host
+ * has a secret. The key bytes live on the stack and are wiped; messages
+ * never hold the secret. */
+static int sign_request(struct rw_builtin_job *bj, struct http_spec *s, const char *host,
+                        char *err, size_t errlen)
+{
+    const char *secret = rw_config_http_sign_secret(rw_builtin_config(bj), host);
+    unsigned char key[RW_WEBHOOK_KEY_MAX];
+    char id[32], ts[32], sig[RW_WEBHOOK_SIG_LEN];
+    const char *given;
+    int keylen, rc;
+
+    if (!secret)
+        return 0;
+    if ((given = signed_header_given(s))) {
+        snprintf(err, errlen, "payload.headers: %s is set by the worker when it signs "
+                 "requests to %.64s (http_sign)", given, host);
+        return -1;
+    }
+    snprintf(id, sizeof id, "%lld", rw_builtin_job_id(bj));
+    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    keylen = rw_webhook_key(secret, key, sizeof key);
+    rc = keylen > 0 ? rw_webhook_sign(key, (size_t)keylen, id, ts, s->body ? s->body : "",
+                                      s->body_len, sig, sizeof sig) : -1;
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc < 0) {
+        snprintf(err, errlen, "could not sign the request to %.64s: check http_sign.%.64s",
+                 host, host);
+        return -1;
+    }
+    if (add_line(s, sign_headers[0], id) < 0 || add_line(s, sign_headers[1], ts) < 0 ||
+        add_line(s, sign_headers[2], sig) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_payload(struct rw_builtin_job *bj, struct http_run *run, struct http_spec *s,
                          char **host, char *err, size_t errlen)
 {
@@ -297,7 +363,8 @@ static int parse_payload(struct rw_builtin_job *bj, struct http_run *run, struct
         parse_headers(json_object_get(p, "headers"), s, err, errlen) < 0 ||
         parse_body(json_object_get(p, "body"), run->method, s, err, errlen) < 0 ||
         parse_timeout(json_object_get(p, "timeout"), bj, s, err, errlen) < 0 ||
-        parse_expect(json_object_get(p, "expect"), run, err, errlen) < 0)
+        parse_expect(json_object_get(p, "expect"), run, err, errlen) < 0 ||
+        sign_request(bj, s, *host, err, errlen) < 0)
         return -1;
     /* defaults the payload did not set; "Expect:" stops curl waiting for 100-continue */
     if ((!s->has_ctype && s->body &&

@@ -8,6 +8,11 @@
 #include "worker/log.h"
 #include "worker/worker.h"
 
+long long rw_builtin_job_id(const struct rw_builtin_job *bj)
+{
+    return bj->job->id;
+}
+
 const char *rw_builtin_subject(const struct rw_builtin_job *bj)
 {
     return bj->job->subject;

@@ -5,9 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
+#include "worker/webhook_sig.h"
+
 #define OFF(f) offsetof(struct rw_config, f)
-#define S(n, e, f, d, r, doc) {n, e, RW_OPT_STRING, OFF(f), d, 0, 0, r, doc}
-#define I(n, e, f, d, lo, hi, r, doc) {n, e, RW_OPT_INT, OFF(f), d, lo, hi, r, doc}
+#define S(n, e, f, d, r, doc) {n, e, RW_OPT_STRING, OFF(f), d, 0, 0, r, doc, NULL}
+#define I(n, e, f, d, lo, hi, r, doc) {n, e, RW_OPT_INT, OFF(f), d, lo, hi, r, doc, NULL}
+#define C(n, e, f, d, ch, r, doc) {n, e, RW_OPT_STRING, OFF(f), d, 0, 0, r, doc, ch}
+
+static const char *const claim_settings_choices[] = {"off", "sub", "all", NULL};
 
 const struct rw_option rw_options[] = {
     S("database_url", "DATABASE_URL", database_url, NULL, false,
@@ -36,6 +43,10 @@ const struct rw_option rw_options[] = {
       "seconds a JWKS fetch may take"),
     I("claims_max_bytes", "RLSWORKER_CLAIMS_MAX_BYTES", claims_max_bytes, "4096", 64, 65536, true,
       "largest stored claims object, in bytes of canonical JSON"),
+    C("claim_settings", "RLSWORKER_CLAIM_SETTINGS", claim_settings, "off",
+      claim_settings_choices, false,
+      "off, sub or all: user jobs also get request.jwt.claim.<name> for sub or every "
+      "top-level string claim"),
     S("tasks", "RLSWORKER_TASKS", tasks_dir, "./tasks", true,
       "directory of SQL task files"),
     S("crontab", "RLSWORKER_CRONTAB", crontab, NULL, true,
@@ -118,9 +129,24 @@ static int set_string(char **slot, const char *value)
     return 0;
 }
 
+static bool one_of(const char *const *choices, const char *value)
+{
+    for (; *choices; choices++)
+        if (strcmp(*choices, value) == 0)
+            return true;
+    return false;
+}
+
 static int set_option(struct rw_config *cfg, const struct rw_option *o,
                       const char *value, char *err, size_t errlen)
 {
+    if (o->choices && !one_of(o->choices, value)) {
+        snprintf(err, errlen, "option \"%s\" must be one of", o->name);
+        for (const char *const *c = o->choices; *c; c++)
+            snprintf(err + strlen(err), errlen - strlen(err), "%s %s", c == o->choices ? "" : ",", *c);
+        snprintf(err + strlen(err), errlen - strlen(err), ", got \"%.64s\"", value);
+        return -1;
+    }
     if (o->type == RW_OPT_STRING) {
         if (set_string(str_field(cfg, o), value[0] ? value : NULL) < 0) {
             snprintf(err, errlen, "out of memory");
@@ -171,6 +197,12 @@ void rw_config_free(struct rw_config *cfg)
         free(cfg->webhooks[i].name);
         free(cfg->webhooks[i].secret);
         free(cfg->webhooks[i].task);
+    }
+    for (int i = 0; i < cfg->nhttp_sign; i++) {
+        free(cfg->http_sign[i].host);
+        if (cfg->http_sign[i].secret)
+            OPENSSL_cleanse(cfg->http_sign[i].secret, strlen(cfg->http_sign[i].secret));
+        free(cfg->http_sign[i].secret);
     }
     memset(cfg, 0, sizeof *cfg);
 }
@@ -238,6 +270,87 @@ static int set_webhook(struct rw_config *cfg, const char *rest, const char *valu
                                                    : &cfg->webhooks[i].task, value);
 }
 
+/* host as the http_sign table keeps it: lower case, no trailing dot, an
+ * IPv6 address without its brackets.
+ * Returns false when it is not a plausible host name or IP address. */
+static bool normal_host(const char *host, char *out, size_t outlen)
+{
+    size_t n = strlen(host);
+
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {     /* [::1] as in a URL */
+        host++;
+        n -= 2;
+    }
+    if (n > 0 && host[n - 1] == '.')
+        n--;
+    if (n == 0 || n > RW_HTTP_SIGN_HOST_MAX || n >= outlen)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)host[i];
+        if (!(isalnum(c) || (c && strchr(".-_:", c))))
+            return false;
+        out[i] = (char)tolower(c);
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* http_sign.<host> = secret. The secret is checked here (its key bytes must
+ * decode) so that a bad one stops the start, and is never echoed. */
+static int set_http_sign(struct rw_config *cfg, const char *host, const char *value,
+                         char *err, size_t errlen)
+{
+    char norm[RW_HTTP_SIGN_HOST_MAX + 1];
+    unsigned char key[RW_WEBHOOK_KEY_MAX];
+    int keylen = rw_webhook_key(value, key, sizeof key);
+    int i;
+
+    OPENSSL_cleanse(key, sizeof key);
+    if (!normal_host(host, norm, sizeof norm)) {
+        snprintf(err, errlen, "http_sign.%.64s: \"%.64s\" is not a host name or address "
+                 "(the option is http_sign.<host> = whsec_...)", host, host);
+        return -1;
+    }
+    if (keylen <= 0) {
+        snprintf(err, errlen, "http_sign.%s: the secret must be whsec_ followed by base64 "
+                 "(at most %d bytes decoded), or plain bytes", norm, RW_WEBHOOK_KEY_MAX);
+        return -1;
+    }
+    for (i = 0; i < cfg->nhttp_sign; i++)
+        if (strcmp(cfg->http_sign[i].host, norm) == 0)
+            break;
+    if (i == cfg->nhttp_sign) {
+        if (cfg->nhttp_sign == RW_MAX_HTTP_SIGN) {
+            snprintf(err, errlen, "too many http_sign hosts (at most %d)", RW_MAX_HTTP_SIGN);
+            return -1;
+        }
+        if (!(cfg->http_sign[i].host = strdup(norm))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        cfg->nhttp_sign++;
+    }
+    if (cfg->http_sign[i].secret)
+        OPENSSL_cleanse(cfg->http_sign[i].secret, strlen(cfg->http_sign[i].secret));
+    if (set_string(&cfg->http_sign[i].secret, value) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+const char *rw_config_http_sign_secret(const struct rw_config *cfg, const char *host)
+{
+    char norm[RW_HTTP_SIGN_HOST_MAX + 1];
+
+    if (!host || !normal_host(host, norm, sizeof norm))
+        return NULL;
+    for (int i = 0; i < cfg->nhttp_sign; i++)
+        if (strcmp(cfg->http_sign[i].host, norm) == 0)
+            return cfg->http_sign[i].secret;
+    return NULL;
+}
+
 int rw_config_set(struct rw_config *cfg, const char *name, const char *value,
                   char *err, size_t errlen)
 {
@@ -256,6 +369,8 @@ int rw_config_set(struct rw_config *cfg, const char *name, const char *value,
         return set_role(cfg, name + 5, value, err, errlen);
     if (strncmp(name, "webhook.", 8) == 0)
         return set_webhook(cfg, name + 8, value, err, errlen);
+    if (strncmp(name, "http_sign.", 10) == 0)
+        return set_http_sign(cfg, name + 10, value, err, errlen);
     o = find_option(name);
     if (!o) {
         snprintf(err, errlen, "unknown option \"%s\" (see rlsworker --help for the list)", name);
@@ -435,4 +550,7 @@ void rw_config_print_options(FILE *out)
     fprintf(out, "  --%-24s restricted role and its URL (repeatable; config: role.NAME = URL)\n",
             "role NAME=URL");
     fprintf(out, "  --%-24s read options from FILE (key = value lines)\n", "config FILE");
+    fprintf(out, "  %-26s (config file only) sign http tasks' requests to HOST the\n"
+            "  %-26s Standard Webhooks way; \"$VAR\" reads the secret from VAR\n",
+            "http_sign.HOST = SECRET", "");
 }

@@ -12,6 +12,8 @@
 
 #define RW_MAX_ROLES 16
 #define RW_MAX_WEBHOOKS 32
+#define RW_MAX_HTTP_SIGN 32
+#define RW_HTTP_SIGN_HOST_MAX 253
 
 struct rw_role_url {
     char *role;   /* PostgreSQL role name, e.g. moderator_backend */
@@ -22,6 +24,13 @@ struct rw_webhook_source {
     char *name;   /* path segment: POST /v1/webhooks/<name> */
     char *secret; /* Standard Webhooks secret ("whsec_<base64>" or raw) */
     char *task;   /* task enqueued with the body as payload */
+};
+
+/* Secret the `http` built-in signs its requests to one host with
+ * (config `http_sign.<host> = whsec_...`; docs/http-task.md). */
+struct rw_http_sign {
+    char *host;   /* lower case, no trailing dot; matched against the URL's host */
+    char *secret; /* Standard Webhooks secret ("whsec_<base64>" or raw) */
 };
 
 struct rw_config {
@@ -42,6 +51,7 @@ struct rw_config {
     int jwks_refresh_interval_s;
     int jwks_timeout_s;
     int claims_max_bytes;
+    char *claim_settings;      /* "off", "sub" or "all": request.jwt.claim.<name> too */
     /* tasks and scheduling */
     char *tasks_dir;
     char *crontab;
@@ -67,6 +77,8 @@ struct rw_config {
     char *http_allow;          /* netguard allowlist (worker/netguard.h), or NULL */
     struct rw_webhook_source webhooks[RW_MAX_WEBHOOKS];
     int nwebhooks;
+    struct rw_http_sign http_sign[RW_MAX_HTTP_SIGN];
+    int nhttp_sign;
     /* logging */
     char *log_level;
 };
@@ -82,6 +94,7 @@ struct rw_option {
     long min, max;        /* bounds for ints */
     bool reloadable;      /* may change on SIGHUP */
     const char *doc;
+    const char *const *choices; /* strings: the allowed values (NULL-terminated), or NULL */
 };
 
 extern const struct rw_option rw_options[];
@@ -92,7 +105,7 @@ int rw_config_init(struct rw_config *cfg);
 void rw_config_free(struct rw_config *cfg);
 
 /* Sets one option by name (config key or flag spelling). Also accepts
- * role.<name> = URL and webhook.<source>.secret|task. A value "$VAR" reads
+ * role.<name> = URL, webhook.<source>.secret|task and http_sign.<host>. A value "$VAR" reads
  * the environment variable VAR. Returns 0, or -1 with err filled. */
 int rw_config_set(struct rw_config *cfg, const char *name, const char *value,
                   char *err, size_t errlen) __attribute__((warn_unused_result));
@@ -110,6 +123,10 @@ int rw_config_load_env(struct rw_config *cfg, char *err, size_t errlen)
  * (err filled; exit 1) or -2 on bad usage (err filled; exit 2). */
 int rw_config_from_args(struct rw_config *cfg, int *argc, char **argv,
                         char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* The signing secret configured for host (case-insensitive, a trailing dot
+ * ignored), or NULL: borrowed from cfg. */
+const char *rw_config_http_sign_secret(const struct rw_config *cfg, const char *host);
 
 /* Looks up the connection string for a restricted role name. */
 const char *rw_config_role_url(const struct rw_config *cfg, const char *role);

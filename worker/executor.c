@@ -351,6 +351,29 @@ static int bind_all(struct rw_job *job, struct sql_run *run, char *err, size_t e
     return 0;
 }
 
+/* A user job's settings, first in its transaction, all transaction-local. */
+static const char set_claims_sql[] =
+    "select set_config('request.jwt.claims', $1, true),"
+    " set_config('statement_timeout', $2, true),"
+    " set_config('rlsworker.chain_token', $3, true)";
+/* The same, plus request.jwt.claim.<name> for `sub` ($4 = 'sub') or every
+ * top-level string claim ($4 = 'all') (claim_settings, docs/security.md).
+ * A name is used only when it is a plain identifier PostgreSQL accepts in
+ * a setting name, and no other claim differs from it only in case (setting
+ * names are case-insensitive: "SUB" must not overwrite "sub"). */
+static const char set_claims_and_gucs_sql[] =
+    "select set_config('request.jwt.claims', $1, true),"
+    " set_config('statement_timeout', $2, true),"
+    " set_config('rlsworker.chain_token', $3, true),"
+    " (select count(set_config('request.jwt.claim.' || c.key, c.value #>> '{}', true))"
+    "    from jsonb_each(case jsonb_typeof($1::jsonb) when 'object' then $1::jsonb"
+    "                    else '{}' end) c"
+    "   where jsonb_typeof(c.value) = 'string'"
+    "     and ($4 = 'all' or c.key = 'sub')"
+    "     and c.key ~ '^[A-Za-z_][A-Za-z0-9_]*$'"
+    "     and (select count(*) from jsonb_object_keys($1::jsonb) k"
+    "           where lower(k) = lower(c.key)) = 1)";
+
 void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc)
 {
     const struct rw_task *t = job->t;
@@ -359,7 +382,7 @@ void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc)
     int n = t->nstmts + FIXED_BEFORE + FIXED_AFTER;
     struct rw_pg_stmt *st = calloc((size_t)n, sizeof *st);
     char id[32], tmo[32], err[600];
-    const char *set_params[3], *done_params[2];
+    const char *set_params[4], *done_params[2];
     bool user = job->pool != rw_worker_pool(job->w, "admin");
 
     job->pc = pc;
@@ -398,10 +421,10 @@ void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc)
         set_params[0] = job->claims;
         set_params[1] = tmo;
         set_params[2] = t->chain ? job->lock_token : "";
-        st[1] = (struct rw_pg_stmt){
-            "select set_config('request.jwt.claims', $1, true),"
-            " set_config('statement_timeout', $2, true),"
-            " set_config('rlsworker.chain_token', $3, true)", 3, set_params};
+        set_params[3] = job->w->cfg.claim_settings;
+        st[1] = strcmp(set_params[3], "off") == 0
+            ? (struct rw_pg_stmt){set_claims_sql, 3, set_params}
+            : (struct rw_pg_stmt){set_claims_and_gucs_sql, 4, set_params};
     } else {
         set_params[0] = tmo;
         st[1] = (struct rw_pg_stmt){

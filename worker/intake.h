@@ -25,14 +25,12 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "worker/webhook_sig.h"
+
 struct rw_worker;
 
 /* Retry-After sent with 503 answers. */
 #define RW_INTAKE_RETRY_AFTER_S 1
-/* Standard Webhooks limits on the headers (the spec's ids are short). */
-#define RW_WEBHOOK_ID_MAX 256
-#define RW_WEBHOOK_SIG_HEADER_MAX 4096
-#define RW_WEBHOOK_KEY_MAX 256
 /* Fields of a POST /v1/jobs body. */
 #define RW_JOB_TASK_MAX 128
 #define RW_JOB_KEY_MAX 255
@@ -90,39 +88,5 @@ bool rw_intake_is_json(const char *content_type);
  * POST /v1/jobs are scoped per user so one user cannot replace another's
  * job. Returns a malloc'd string ("u<len(sub)>:<sub>:<key>") or NULL. */
 char *rw_intake_user_job_key(const char *sub, const char *key);
-
-/* ---- Standard Webhooks --------------------------------------------------- */
-
-enum rw_webhook_verdict {
-    RW_WEBHOOK_OK = 0,
-    RW_WEBHOOK_MISSING_HEADERS,   /* webhook-id/-timestamp/-signature absent or too long */
-    RW_WEBHOOK_BAD_TIMESTAMP,     /* not an integer */
-    RW_WEBHOOK_STALE,             /* outside the tolerance, either direction */
-    RW_WEBHOOK_BAD_SIGNATURE,     /* no v1 signature matches */
-};
-
-/* Stable label ("bad_signature"); never NULL. */
-const char *rw_webhook_verdict_label(enum rw_webhook_verdict v);
-
-/* Key bytes of a configured secret: "whsec_<base64>" decodes the base64,
- * anything else is used as raw bytes. Returns the key length (> 0), or -1
- * when the secret is empty, not valid base64 after whsec_, or longer than
- * max. */
-int rw_webhook_key(const char *secret, unsigned char *key, size_t max)
-    __attribute__((warn_unused_result));
-
-/* Verifies one delivery: HMAC-SHA256(key, "{id}.{timestamp}.{body}") against
- * every "v1,<base64>" entry of the space-separated signature header
- * (constant-time compare); timestamp within tolerance_s of now. */
-enum rw_webhook_verdict rw_webhook_verify(const unsigned char *key, size_t keylen,
-                                          const char *id, const char *timestamp,
-                                          const char *signatures, const char *body,
-                                          size_t bodylen, time_t now, int tolerance_s);
-
-/* The "v1,<base64>" signature of a delivery (for tests and docs). Writes a
- * NUL-terminated string into out (at least 4 + 44 + 1 bytes). Returns 0/-1. */
-int rw_webhook_sign(const unsigned char *key, size_t keylen, const char *id,
-                    const char *timestamp, const char *body, size_t bodylen,
-                    char *out, size_t outlen) __attribute__((warn_unused_result));
 
 #endif

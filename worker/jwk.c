@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,24 @@ static bool jwk_for_signing(const json_t *jwk)
     return verify;
 }
 
+/* The public key as a PEM string (libjwt takes keys only as PEM). Returns a
+ * new NUL-terminated string and its length, or NULL. */
+static char *pkey_to_pem(EVP_PKEY *pkey, size_t *len)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL, *pem = NULL;
+    long n;
+
+    if (bio && PEM_write_bio_PUBKEY(bio, pkey) == 1 &&
+        (n = BIO_get_mem_data(bio, &data)) > 0 && (pem = malloc((size_t)n + 1))) {
+        memcpy(pem, data, (size_t)n);
+        pem[n] = '\0';
+        *len = (size_t)n;
+    }
+    BIO_free(bio);
+    return pem;
+}
+
 /* Fills k from one JWK; returns false (k untouched) when the key is skipped. */
 static bool jwk_parse_one(const json_t *jwk, struct rw_jwk *k)
 {
@@ -150,9 +169,11 @@ static bool jwk_parse_one(const json_t *jwk, struct rw_jwk *k)
     }
     k->kid = strdup(json_string_value(kid));
     k->alg = alg ? strdup(json_string_value(alg)) : NULL;
-    if (!k->kid || (alg && !k->alg)) {
+    k->pem = pkey_to_pem(pkey, &k->pem_len);
+    if (!k->kid || (alg && !k->alg) || !k->pem) {
         free(k->kid);
         free(k->alg);
+        free(k->pem);
         EVP_PKEY_free(pkey);
         return false;
     }
@@ -210,6 +231,7 @@ void rw_jwk_set_free(struct rw_jwk_set **set)
     for (size_t i = 0; i < (*set)->n; i++) {
         free((*set)->keys[i].kid);
         free((*set)->keys[i].alg);
+        free((*set)->keys[i].pem);
         EVP_PKEY_free((*set)->keys[i].pkey);
     }
     free((*set)->keys);

@@ -29,6 +29,9 @@ struct rw_jwk {
     bool for_signing;    /* `use` absent or "sig", `key_ops` absent or has "verify" */
     int bits;            /* key size (modulus bits for RSA) */
     EVP_PKEY *pkey;      /* owned public key */
+    char *pem;           /* owned: the same key as a SubjectPublicKeyInfo PEM,
+                          * NUL-terminated, for libjwt (worker/jwt_libjwt.c) */
+    size_t pem_len;      /* bytes of pem without the NUL */
 };
 
 struct rw_jwk_set {

@@ -1,7 +1,8 @@
 /* Strict JWT parsing and signature verification; see jwt.h for the rules.
  * Order of checks: size, segments and base64url, header, algorithm, key
- * choice and binding, signature, then claims (jwt_claims.c). Claims are
- * parsed only after the signature holds. */
+ * choice and binding, signature length, signature (libjwt or OpenSSL), then
+ * claims (jwt_claims.c). Our claim rules run only after the signature
+ * holds. */
 #include "worker/jwt.h"
 
 #include <openssl/crypto.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "worker/jwk.h"
+#include "worker/jwt_libjwt.h"
 
 static const struct {
     const char *str;
@@ -222,14 +224,13 @@ static enum rw_jwt_reason bind_key(const struct rw_jwt_params *p, const struct j
     return RW_JWT_OK;
 }
 
+/* OpenSSL engine, HS256; the caller checked the key and the length. */
 static enum rw_jwt_reason verify_hs256(const struct rw_jwt_params *p,
                                        const struct jwt_parts *pt)
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
 
-    if (!p->secret || p->secret_len < RW_JWT_MIN_SECRET)
-        return RW_JWT_INTERNAL;     /* never verify with an empty key */
     if (!HMAC(EVP_sha256(), p->secret, (int)p->secret_len,
               (const unsigned char *)pt->seg[0], pt->signed_len, mac, &maclen))
         return RW_JWT_INTERNAL;
@@ -256,6 +257,8 @@ static int es256_to_der(const unsigned char *raw, unsigned char **der)
     return n;
 }
 
+/* OpenSSL engine, RS256/ES256; the caller bound the key and checked the
+ * signature's length. */
 static enum rw_jwt_reason verify_pkey(const struct rw_jwk *k, const char *alg,
                                       const struct jwt_parts *pt)
 {
@@ -266,15 +269,11 @@ static enum rw_jwt_reason verify_pkey(const struct rw_jwk *k, const char *alg,
     EVP_PKEY_CTX *pctx = NULL;
 
     if (strcmp(alg, "ES256") == 0) {
-        if (pt->sig_len != 64)
-            return RW_JWT_BAD_SIGNATURE;
         int n = es256_to_der(pt->sig, &der);
         if (n < 0)
             return RW_JWT_INTERNAL;
         sig = der;
         siglen = (size_t)n;
-    } else if (pt->sig_len != (size_t)EVP_PKEY_get_size(k->pkey)) {
-        return RW_JWT_BAD_SIGNATURE;
     }
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (md && EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, k->pkey) == 1 &&
@@ -288,19 +287,65 @@ static enum rw_jwt_reason verify_pkey(const struct rw_jwk *k, const char *alg,
     return result;
 }
 
+static enum rw_jwt_reason parse_claims(const struct rw_jwt_params *p,
+                                       const struct jwt_parts *pt, time_t now,
+                                       json_t **claims);
+
+/* libjwt engine: hands it the token with the pinned algorithm and a key
+ * that is never empty (the secret, or the JWK as PEM). */
+static enum rw_jwt_reason verify_libjwt(const struct rw_jwt_params *p,
+                                        const struct jwt_parts *pt,
+                                        const struct jwt_header *h, const struct rw_jwk *k,
+                                        time_t now)
+{
+    struct rw_libjwt_input in = {
+        .alg = h->alg,
+        .key = k ? (const unsigned char *)k->pem : p->secret,
+        .key_len = k ? k->pem_len : p->secret_len,
+        .token = pt->seg[0],
+        .token_len = pt->signed_len + 1 + pt->seglen[2],
+        .payload = pt->payload,
+        .payload_len = pt->payload_len,
+    };
+    enum rw_jwt_reason r = rw_libjwt_verify(&in);
+    json_t *claims = NULL;
+
+    if (r != RW_JWT_BAD_CLAIMS)
+        return r;
+    /* libjwt could not load the payload (a \u0000 in a string, or not JSON)
+     * and so gave no signature verdict. The token is refused either way;
+     * our claim rules say why, as the OpenSSL engine does for a token whose
+     * signature holds. */
+    r = parse_claims(p, pt, now, &claims);
+    json_decref(claims);
+    return r == RW_JWT_OK ? RW_JWT_BAD_CLAIMS : r;
+}
+
+/* Binds the key, checks the signature's length, then lets the engine
+ * verify it. */
 static enum rw_jwt_reason check_signature(const struct rw_jwt_params *p,
                                           const struct jwt_parts *pt,
-                                          const struct jwt_header *h)
+                                          const struct jwt_header *h, time_t now)
 {
     const struct rw_jwk *k = NULL;
     enum rw_jwt_reason r;
+    size_t want;
 
-    if (p->mode == RW_JWT_MODE_SECRET)
-        return verify_hs256(p, pt);
-    r = bind_key(p, h, &k);
-    if (r != RW_JWT_OK)
-        return r;
-    return verify_pkey(k, h->alg, pt);
+    if (p->mode == RW_JWT_MODE_SECRET) {
+        if (!p->secret || p->secret_len < RW_JWT_MIN_SECRET)
+            return RW_JWT_INTERNAL;     /* never verify with an empty key */
+        want = 32;
+    } else {
+        r = bind_key(p, h, &k);
+        if (r != RW_JWT_OK)
+            return r;
+        want = strcmp(h->alg, "ES256") == 0 ? 64 : (size_t)EVP_PKEY_get_size(k->pkey);
+    }
+    if (pt->sig_len != want)
+        return RW_JWT_BAD_SIGNATURE;
+    if (p->engine == RW_JWT_ENGINE_OPENSSL)
+        return k ? verify_pkey(k, h->alg, pt) : verify_hs256(p, pt);
+    return verify_libjwt(p, pt, h, k, now);
 }
 
 static enum rw_jwt_reason parse_claims(const struct rw_jwt_params *p,
@@ -350,7 +395,7 @@ enum rw_jwt_reason rw_jwt_verify(const struct rw_jwt_params *p, const char *toke
     if (r == RW_JWT_OK)
         r = parse_header(p, pt, &hdr, &h);
     if (r == RW_JWT_OK)
-        r = check_signature(p, pt, &h);
+        r = check_signature(p, pt, &h, now);
     if (r == RW_JWT_OK)
         r = parse_claims(p, pt, now, claims);
     json_decref(hdr);

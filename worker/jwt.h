@@ -1,11 +1,17 @@
 /* Strict JWT verification (pure: no I/O, no clock; the caller passes the key
  * material and `now`).
  *
- * libjwt 1.10 is not used: it accepts HS256 tokens keyed with an RSA PEM
- * (algorithm confusion), verifies nothing with a NULL or empty key, checks no
- * time claims and decodes sloppy base64; it also takes keys only as PEM, not
- * JWK. Wrapping it would mean re-parsing every segment ourselves anyway, so
- * this module parses strictly and verifies signatures with OpenSSL 3 EVP.
+ * Two engines check the signature; everything else is ours and shared.
+ * libjwt (Debian's 1.10, the default) verifies signatures in production, but
+ * only behind our checks: on its own it accepts `alg: none` when given no
+ * key, HS256 keyed with an RSA public key's PEM (algorithm confusion),
+ * sloppy base64, and checks no time claims. So this module first parses
+ * the token strictly, pins the algorithm to the mode and the key's type and
+ * never hands libjwt an empty key (worker/jwt_libjwt.c); the claims libjwt
+ * parses are thrown away and ours are checked (jwt_claims.c). The second
+ * engine verifies the same signatures with OpenSSL 3 EVP directly; it exists
+ * so that `rlsworker token verify --engine openssl` and the differential
+ * tests can hold the two to the same verdict on every token.
  *
  * Rules (docs/tokens.md lists them for users):
  *   - token at most RW_JWT_MAX_TOKEN bytes, checked before any decoding;
@@ -18,6 +24,8 @@
  *   - key binding: RS256 needs RSA >= 2048 bits, ES256 a P-256 key and a raw
  *     64-byte r||s signature; a JWK's `alg`, when present, equals the token's;
  *     `use` absent or "sig"; `key_ops`, when present, contains "verify";
+ *   - signature length exact (HS256 32 bytes, RS256 the modulus size,
+ *     ES256 64) before either engine sees it;
  *   - claims: JSON object, valid UTF-8, no duplicates, nothing after it, no
  *     NUL in any string; integer `exp` required, `nbf`/`iat` optional
  *     integers, leeway applied to all three; `iss`, `aud` when configured;
@@ -72,6 +80,12 @@ const char *rw_jwt_reason_label(enum rw_jwt_reason r);
 
 enum rw_jwt_mode { RW_JWT_MODE_JWKS, RW_JWT_MODE_SECRET };
 
+/* Who checks the signature once our checks passed (see above). */
+enum rw_jwt_engine {
+    RW_JWT_ENGINE_LIBJWT = 0,   /* default */
+    RW_JWT_ENGINE_OPENSSL,      /* second implementation, for cross-checks */
+};
+
 struct rw_jwk_set;   /* worker/jwk.h */
 
 /* Everything rw_jwt_verify needs; all pointers borrowed. */
@@ -84,6 +98,7 @@ struct rw_jwt_params {
     const char *audience;           /* NULL: `aud` not checked */
     int leeway_s;
     size_t claims_max_bytes;        /* canonical JSON size limit; 0 = none */
+    enum rw_jwt_engine engine;      /* zero: libjwt */
 };
 
 /* Verifies token[0..len) at wall-clock time `now`. On RW_JWT_OK *claims is

@@ -1,4 +1,4 @@
-/* rlsworker token verify JWT|- [--json]
+/* rlsworker token verify JWT|- [--json] [--engine libjwt|openssl]
  *
  * Verifies tokens with the current configuration (JWKS_URL or JWT_SECRET,
  * JWT_ISSUER, JWT_AUDIENCE and the --jwt-* / --jwks-* flags). A token given
@@ -12,7 +12,13 @@
  * --json, one line per token on stdout: {"valid":true,"claims":{...},
  * "verified_at":N} or {"valid":false,"reason":"..."}. Exit 0 when every
  * token is valid, 1 when one is not or the configuration is unusable, 2 on
- * bad usage. The token itself is never printed. */
+ * bad usage. The token itself is never printed.
+ *
+ * --engine picks who checks the signature behind the same strict checks:
+ * libjwt (the default, what the worker and the intake use) or rlsworker's
+ * own OpenSSL code. Both must give every token the same verdict; the
+ * differential test (tests/integration/test_token_engines.py) holds them
+ * to it, and an operator can cross-check a token the same way. */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,13 +36,17 @@ struct token_cmd {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: rlsworker token verify JWT|- [--json]\n\n"
+            "usage: rlsworker token verify JWT|- [--json] [--engine libjwt|openssl]\n\n"
             "Verifies a JWT with the configured JWKS_URL (RS256/ES256) or JWT_SECRET\n"
             "(HS256), plus JWT_ISSUER and JWT_AUDIENCE when set. Prints the claims and\n"
             "exits 0, or prints the reason and exits 1.\n\n"
             "  -       read tokens from standard input, one per line (a token on the\n"
             "          command line is visible to other users in ps)\n"
-            "  --json  one JSON object per token on stdout\n");
+            "  --json  one JSON object per token on stdout\n"
+            "  --engine libjwt|openssl\n"
+            "          who checks the signature behind the same strict checks:\n"
+            "          libjwt (default, as the worker does) or rlsworker's own\n"
+            "          OpenSSL code, to cross-check a verdict\n");
 }
 
 static void report(struct token_cmd *tc, enum rw_jwt_reason r, json_t *claims, time_t at)
@@ -117,7 +127,8 @@ static int verify_stdin(struct token_cmd *tc)
 }
 
 /* Runs `token verify` once the config is loaded; argv holds only our args. */
-static int token_verify(const struct rw_config *cfg, const char *token, bool json)
+static int token_verify(const struct rw_config *cfg, const char *token, bool json,
+                        enum rw_jwt_engine engine)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     struct rw_http_client *http = loop ? rw_http_client_new(loop) : NULL;
@@ -129,10 +140,12 @@ static int token_verify(const struct rw_config *cfg, const char *token, bool jso
         fprintf(stderr, "rlsworker: could not set up an event loop and HTTP client\n");
     } else if (!(tc.v = rw_verifier_new(loop, http, cfg, err, sizeof err))) {
         fprintf(stderr, "rlsworker: %s\n", err);
-    } else if (strcmp(token, "-") == 0) {
-        result = verify_stdin(&tc);
     } else {
-        result = verify_one(&tc, token, strlen(token)) ? RW_EXIT_OK : RW_EXIT_FAIL;
+        rw_verifier_set_engine(tc.v, engine);
+        if (strcmp(token, "-") == 0)
+            result = verify_stdin(&tc);
+        else
+            result = verify_one(&tc, token, strlen(token)) ? RW_EXIT_OK : RW_EXIT_FAIL;
     }
     rw_verifier_free(&tc.v);
     rw_http_client_free(&http);
@@ -141,12 +154,27 @@ static int token_verify(const struct rw_config *cfg, const char *token, bool jso
     return result;
 }
 
+static int parse_engine(const char *s, enum rw_jwt_engine *out)
+{
+    if (s && strcmp(s, "libjwt") == 0)
+        *out = RW_JWT_ENGINE_LIBJWT;
+    else if (s && strcmp(s, "openssl") == 0)
+        *out = RW_JWT_ENGINE_OPENSSL;
+    else {
+        fprintf(stderr, "rlsworker token: --engine takes \"libjwt\" or \"openssl\", "
+                "not \"%s\"\n", s ? s : "");
+        return -1;
+    }
+    return 0;
+}
+
 int rw_cmd_token(int argc, char **argv)
 {
     struct rw_config cfg;
     char err[512];
     const char *token = NULL;
     bool json = false;
+    enum rw_jwt_engine engine = RW_JWT_ENGINE_LIBJWT;
     int rc = rw_config_from_args(&cfg, &argc, argv, err, sizeof err);
     int result;
 
@@ -167,7 +195,12 @@ int rw_cmd_token(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = true;
-        else if (argv[i][0] == '-' && argv[i][1] == '-') {
+        else if (strcmp(argv[i], "--engine") == 0) {
+            if (parse_engine(i + 1 < argc ? argv[++i] : NULL, &engine) < 0) {
+                npos = -1;
+                break;
+            }
+        } else if (argv[i][0] == '-' && argv[i][1] == '-') {
             fprintf(stderr, "rlsworker token: unknown option \"%s\"\n", argv[i]);
             npos = -1;
             break;
@@ -182,7 +215,7 @@ int rw_cmd_token(int argc, char **argv)
         return RW_EXIT_USAGE;
     }
     token = pos[1];
-    result = token_verify(&cfg, token, json);
+    result = token_verify(&cfg, token, json, engine);
     rw_config_free(&cfg);
     return result;
 }

@@ -18,6 +18,7 @@ struct rw_verifier {
     char *issuer, *audience;        /* owned or NULL */
     int leeway_s;
     size_t claims_max_bytes;
+    enum rw_jwt_engine engine;
     struct rw_jwks *jwks;           /* owned; JWKS mode only */
     struct rw_verify_op *ops;       /* pending, doubly linked */
 };
@@ -153,6 +154,11 @@ enum rw_jwt_mode rw_verifier_mode(const struct rw_verifier *v)
     return v->mode;
 }
 
+void rw_verifier_set_engine(struct rw_verifier *v, enum rw_jwt_engine engine)
+{
+    v->engine = engine;
+}
+
 unsigned long rw_verifier_jwks_fetches(const struct rw_verifier *v)
 {
     return v->jwks ? rw_jwks_fetch_count(v->jwks) : 0;
@@ -177,6 +183,7 @@ static void attempt(struct rw_verify_op *op)
         .audience = v->audience,
         .leeway_s = v->leeway_s,
         .claims_max_bytes = v->claims_max_bytes,
+        .engine = v->engine,
     };
 
     op->verified_at = time(NULL);

@@ -44,6 +44,10 @@ void rw_verifier_free(struct rw_verifier **v);
 
 enum rw_jwt_mode rw_verifier_mode(const struct rw_verifier *v);
 
+/* Which engine checks signatures (worker/jwt.h); libjwt unless changed.
+ * Only `rlsworker token verify --engine` changes it, to cross-check. */
+void rw_verifier_set_engine(struct rw_verifier *v, enum rw_jwt_engine engine);
+
 /* JWKS mode: starts the first key-set fetch now rather than on the first
  * token (call at start-up). No-op in secret mode. */
 void rw_verifier_prefetch(struct rw_verifier *v);

@@ -130,6 +130,45 @@ static void test_precedence_file_env_flag(void **state)
     rw_config_free(&cfg);
 }
 
+/* claim_settings takes one of its values; http_sign.<host> keeps a secret
+ * per normalized host and never echoes a bad one. */
+static void test_choices_and_http_sign(void **state)
+{
+    struct rw_config cfg;
+    char err[256];
+
+    assert_int_equal(rw_config_init(&cfg), 0);
+    assert_string_equal(cfg.claim_settings, "off");
+    assert_int_equal(rw_config_set(&cfg, "claim_settings", "all", err, sizeof err), 0);
+    assert_string_equal(cfg.claim_settings, "all");
+    assert_int_equal(rw_config_set(&cfg, "claim_settings", "ALL", err, sizeof err), -1);
+    assert_string_equal(err, "option \"claim_settings\" must be one of off, sub, all, "
+                        "got \"ALL\"");
+    assert_string_equal(cfg.claim_settings, "all");
+
+    assert_int_equal(rw_config_set(&cfg, "http_sign.Hooks.Example.COM.",
+                                   "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", err, sizeof err), 0);
+    assert_int_equal(rw_config_set(&cfg, "http_sign.[::1]", "raw-secret-bytes", err,
+                                   sizeof err), 0);
+    assert_string_equal(rw_config_http_sign_secret(&cfg, "hooks.example.com"),
+                        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    assert_string_equal(rw_config_http_sign_secret(&cfg, "HOOKS.example.com."),
+                        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    assert_string_equal(rw_config_http_sign_secret(&cfg, "[::1]"), "raw-secret-bytes");
+    assert_string_equal(rw_config_http_sign_secret(&cfg, "::1"), "raw-secret-bytes");
+    assert_null(rw_config_http_sign_secret(&cfg, "example.com"));
+    assert_null(rw_config_http_sign_secret(&cfg, "evil.hooks.example.com"));
+    assert_int_equal(rw_config_set(&cfg, "http_sign.a.test", "whsec_###secret###", err,
+                                   sizeof err), -1);
+    assert_non_null(strstr(err, "http_sign.a.test: the secret must be whsec_"));
+    assert_null(strstr(err, "###secret###"));
+    assert_int_equal(rw_config_set(&cfg, "http_sign.a b", "x", err, sizeof err), -1);
+    assert_int_equal(rw_config_set(&cfg, "http_sign.", "x", err, sizeof err), -1);
+    assert_int_equal(rw_config_set(&cfg, "http_sign.a.test", "", err, sizeof err), -1);
+    assert_int_equal(cfg.nhttp_sign, 2);
+    rw_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +176,7 @@ int main(void)
         cmocka_unit_test(test_set_checks_values),
         cmocka_unit_test(test_file_errors_name_the_line),
         cmocka_unit_test(test_precedence_file_env_flag),
+        cmocka_unit_test(test_choices_and_http_sign),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

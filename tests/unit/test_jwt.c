@@ -1,5 +1,6 @@
-/* Unit tests of the pure JWT layer (worker/jwt.c, jwt_claims.c, jwk.c):
- * strict base64url, header and claim rules, JWK parsing and key binding.
+/* Unit tests of the pure JWT layer (worker/jwt.c, jwt_claims.c, jwk.c,
+ * jwt_libjwt.c): strict base64url, header and claim rules, JWK parsing and
+ * key binding, each verdict from both signature engines.
  * Keys are generated here with OpenSSL; tokens are minted by hand. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 
 #include "worker/jwk.h"
 #include "worker/jwt.h"
+#include "worker/jwt_libjwt.h"
 
 #define NOW 1700000000
 static const char SECRET[] = "0123456789abcdef0123456789abcdef-test";
@@ -105,15 +107,29 @@ static struct rw_jwt_params secret_params(void)
     return p;
 }
 
-static enum rw_jwt_reason check(const struct rw_jwt_params *p, const char *token)
+static enum rw_jwt_reason check_with(const struct rw_jwt_params *p, const char *token,
+                                     enum rw_jwt_engine engine)
 {
+    struct rw_jwt_params q = *p;
     json_t *claims = NULL;
-    enum rw_jwt_reason r = rw_jwt_verify(p, token, strlen(token), NOW, &claims);
+
+    q.engine = engine;
+    enum rw_jwt_reason r = rw_jwt_verify(&q, token, strlen(token), NOW, &claims);
     if (r == RW_JWT_OK)
         assert_non_null(claims);
     else
         assert_null(claims);
     json_decref(claims);
+    return r;
+}
+
+/* Every case runs through both signature engines, which must agree. */
+static enum rw_jwt_reason check(const struct rw_jwt_params *p, const char *token)
+{
+    enum rw_jwt_reason r = check_with(p, token, RW_JWT_ENGINE_LIBJWT);
+
+    assert_string_equal(rw_jwt_reason_str(r),
+                        rw_jwt_reason_str(check_with(p, token, RW_JWT_ENGINE_OPENSSL)));
     return r;
 }
 
@@ -159,6 +175,42 @@ static void test_reason_strings(void **state)
         for (int j = i + 1; j < RW_JWT_REASON_COUNT; j++)
             assert_string_not_equal(rw_jwt_reason_str(i), rw_jwt_reason_str(j));
     assert_string_equal(rw_jwt_reason_str(RW_JWT_REASON_COUNT), "internal error");
+}
+
+/* ------------------------------------------------------------ libjwt guard */
+
+/* libjwt 1.10 alone accepts {"alg":"none"} with no key; our wrapper refuses
+ * to call it with anything but a pinned algorithm and a non-empty key. */
+static void test_libjwt_guard(void **state)
+{
+    static const char none[] = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.";
+    static const unsigned char pl[] = "{\"sub\":\"admin\"}";
+    char *t = mint("{\"alg\":\"HS256\"}", "{\"sub\":\"u\"}", "HS256", SECRET);
+    struct rw_libjwt_input in = {
+        .alg = "HS256", .key = (const unsigned char *)SECRET, .key_len = strlen(SECRET),
+        .token = t, .token_len = strlen(t),
+        .payload = (const unsigned char *)"{\"sub\":\"u\"}", .payload_len = 11,
+    };
+
+    assert_int_equal(rw_libjwt_verify(&in), RW_JWT_OK);
+    in.key_len = 0;
+    assert_int_equal(rw_libjwt_verify(&in), RW_JWT_INTERNAL);
+    in.key = NULL;
+    assert_int_equal(rw_libjwt_verify(&in), RW_JWT_INTERNAL);
+    in.key = (const unsigned char *)SECRET;
+    in.key_len = strlen(SECRET) - 1;        /* another key: libjwt refuses */
+    assert_int_equal(rw_libjwt_verify(&in), RW_JWT_BAD_SIGNATURE);
+    in = (struct rw_libjwt_input){
+        .alg = "none", .key = (const unsigned char *)SECRET, .key_len = strlen(SECRET),
+        .token = none, .token_len = strlen(none),
+        .payload = pl, .payload_len = sizeof pl - 1,
+    };
+    assert_int_equal(rw_libjwt_verify(&in), RW_JWT_INTERNAL);
+    in.alg = "HS512";
+    assert_int_equal(rw_libjwt_verify(&in), RW_JWT_INTERNAL);
+    in.alg = "HS256";                       /* the header says none: libjwt's own check */
+    assert_int_not_equal(rw_libjwt_verify(&in), RW_JWT_OK);
+    free(t);
 }
 
 /* ------------------------------------------------------------ secret mode */
@@ -475,6 +527,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_b64url_strict),
         cmocka_unit_test(test_reason_strings),
+        cmocka_unit_test(test_libjwt_guard),
         cmocka_unit_test(test_secret_mode),
         cmocka_unit_test(test_shape_and_header),
         cmocka_unit_test(test_claims),
