@@ -116,6 +116,33 @@ void rw_job_free(struct rw_job **jp)
 
 /* ---- choosing the role ------------------------------------------------ */
 
+/* A chained job runs only if its task opted in and only on the restricted
+ * role of the job that chained it (run_as, set by chain_job). */
+static bool check_chained(struct rw_job *job, char *err, size_t errlen)
+{
+    const struct rw_task *t = job->t;
+    const char *role = t->run_as == RW_RUN_AS_ROLE ? t->role : job->w->user_role;
+
+    if (!job->chained_by)
+        return true;
+    if (!t->chained || t->run_as == RW_RUN_AS_SYSTEM) {
+        snprintf(err, errlen, "task %s does not accept chained jobs (chained by job %lld); "
+                 "a task file opts in with `-- chained: allow`, built-ins and system tasks "
+                 "never do", t->name, job->chained_by);
+        return false;
+    }
+    if (!job->run_as || !role || strcmp(job->run_as, role) != 0) {
+        snprintf(err, errlen, "task %s runs as role %s, but job %lld that chained it ran as "
+                 "%s; a chained job runs only on the role of the job that chained it",
+                 t->name, role ? role : "?", job->chained_by,
+                 job->run_as ? job->run_as : "?");
+        return false;
+    }
+    return true;
+}
+
+/* System tasks get the admin pool; every other job resolves its role in the
+ * restricted table alone, so no run_as can name the admin connection. */
 static struct rw_pool *pick_pool(struct rw_job *job, char *err, size_t errlen)
 {
     const struct rw_task *t = job->t;
@@ -129,7 +156,7 @@ static struct rw_pool *pick_pool(struct rw_job *job, char *err, size_t errlen)
                      t->name, want);
             return NULL;
         }
-        return rw_worker_pool(job->w, "admin");
+        return job->w->admin_pool;
     }
     if (want && strcmp(want, "system") == 0) {
         snprintf(err, errlen, "task %s is user-scoped and cannot run as system", t->name);
@@ -138,10 +165,8 @@ static struct rw_pool *pick_pool(struct rw_job *job, char *err, size_t errlen)
     if (want && strcmp(want, "user") != 0)
         name = want;
     else
-        name = t->run_as == RW_RUN_AS_ROLE ? t->role : "user";
-    p = rw_worker_pool(job->w, name);
-    if (!p && job->w->user_role && strcmp(name, job->w->user_role) == 0)
-        p = rw_worker_pool(job->w, "user");
+        name = t->run_as == RW_RUN_AS_ROLE ? t->role : job->w->user_role;
+    p = rw_worker_restricted_pool(job->w, name);
     if (!p)
         snprintf(err, errlen, "no connection is configured for role \"%s\": "
                  "set role.%s = URL in the config file or pass --role %s=URL", name, name, name);
@@ -360,7 +385,7 @@ void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc)
     struct rw_pg_stmt *st = calloc((size_t)n, sizeof *st);
     char id[32], tmo[32], err[600];
     const char *set_params[3], *done_params[2];
-    bool user = job->pool != rw_worker_pool(job->w, "admin");
+    bool user = t->run_as != RW_RUN_AS_SYSTEM;   /* from the task, never the pool */
 
     job->pc = pc;
     job->state = RW_JOB_RUNNING;
@@ -498,6 +523,10 @@ void rw_job_dispatch(struct rw_job *job)
     }
     if (job->attempts > max_attempts(job)) {
         snprintf(err, sizeof err, "no attempts left (max_attempts %d)", max_attempts(job));
+        job_failed(job, err, true);
+        return;
+    }
+    if (!check_chained(job, err, sizeof err)) {
         job_failed(job, err, true);
         return;
     }
