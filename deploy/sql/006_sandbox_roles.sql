@@ -15,25 +15,30 @@ language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
     r pg_roles;
     why text;
+    code text;
     v text := new.run_as;
 begin
     if lower(v) in ('public', 'none', 'current_user', 'session_user', 'current_role')
        or lower(v) like 'pg\_%' then
         why := 'it is a reserved name';
+        code := '42939';
     else
         select * into r from pg_roles where rolname = v;
         if not found then
             why := 'no role of that name exists';
+            code := '42704';
         elsif r.rolsuper or r.rolbypassrls or r.rolcreaterole then
             why := 'that role is a superuser or has BYPASSRLS or CREATEROLE, so row-level '
                    'security would not hold';
+            code := '42501';
         elsif exists (select 1 from pg_namespace n
                       where n.nspname = 'rlsworker' and n.nspowner = r.oid) then
             why := 'that role owns the queue';
+            code := '42501';
         end if;
     end if;
     if why is not null then
-        raise exception using errcode = '22023',
+        raise exception using errcode = code,
             message = format('run_as "%s" is refused: %s', left(v, 63), why),
             hint = 'use run_as user (the task''s restricted role), system (a task with '
                    '-- run_as: system), or the name of a restricted role the worker is '
@@ -127,10 +132,13 @@ begin
     values (chain_job.task, chain_job.payload, coalesce(chain_job.run_at, now()),
             v_key, v_parent.claims, v_parent.subject,
             v_parent.claims_verified_at, v_role, v_parent.id)
-    on conflict (job_key) do nothing
+    on conflict on constraint jobs_job_key_key do nothing
     returning id into v_id;
     if v_id is null then
         select j.id into v_id from rlsworker.jobs j where j.job_key = v_key;
     end if;
     return v_id;
 end $$;
+
+revoke execute on function rlsworker.check_run_as() from public;
+revoke execute on function rlsworker.builtin_task(text) from public;
