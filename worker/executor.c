@@ -545,6 +545,11 @@ void rw_job_dispatch(struct rw_job *job)
         job_failed(job, err, true);
         return;
     }
+    if ((job->pool == w->admin_pool) != (job->t->run_as == RW_RUN_AS_SYSTEM)) {
+        /* never happens by design; rw_job_on_conn trusts the task's run_as */
+        job_failed(job, "the job's connection does not match its task's run_as; refused", true);
+        return;
+    }
     if (job->t->run_as == RW_RUN_AS_SYSTEM) {
         if (job->t->scope == RW_SCOPE_SUBJECT && !job->subject) {
             snprintf(err, sizeof err, "task %s has scope: subject, but the job has no subject "
