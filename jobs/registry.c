@@ -209,6 +209,23 @@ const struct rw_task *rw_registry_at(const struct rw_registry *reg, int i)
     return reg && i >= 0 && i < reg->n ? reg->tasks[i] : NULL;
 }
 
+int rw_registry_check_roles(const struct rw_registry *reg,
+                            bool (*role_ok)(void *arg, const char *role, char *why, size_t n),
+                            void *arg, char *err, size_t errlen)
+{
+    char why[600];
+
+    for (int i = 0; reg && i < reg->n; i++) {
+        const struct rw_task *t = reg->tasks[i];
+
+        if (t->run_as != RW_RUN_AS_ROLE || role_ok(arg, t->role, why, sizeof why))
+            continue;
+        snprintf(err, errlen, "%s:%d: %s", t->path ? t->path : t->name, t->role_line, why);
+        return -1;
+    }
+    return 0;
+}
+
 void rw_registry_free(struct rw_registry **reg)
 {
     struct rw_registry *r = reg ? *reg : NULL;

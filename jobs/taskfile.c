@@ -144,6 +144,14 @@ static int parse_chain(struct rw_task *t, const char *v)
     return 0;
 }
 
+static int parse_chained(struct rw_task *t, const char *v)
+{
+    if (strcmp(v, "allow") != 0 && strcmp(v, "deny") != 0)
+        return -1;
+    t->chained = strcmp(v, "allow") == 0;
+    return 0;
+}
+
 static int parse_enqueue(struct rw_task *t, const char *v)
 {
     if (strcmp(v, "user") != 0 && strcmp(v, "admin") != 0)
@@ -153,7 +161,7 @@ static int parse_enqueue(struct rw_task *t, const char *v)
 }
 
 enum { K_TASK, K_RUN_AS, K_SCOPE, K_MAX_ATTEMPTS, K_TIMEOUT, K_CLAIMS_MAX_AGE,
-       K_CHAIN, K_ENQUEUE, NKEYS };
+       K_CHAIN, K_CHAINED, K_ENQUEUE, NKEYS };
 
 static const struct key_def keys[NKEYS] = {
     [K_TASK] = { "task", parse_task,
@@ -169,11 +177,14 @@ static const struct key_def keys[NKEYS] = {
     [K_CLAIMS_MAX_AGE] = { "claims_max_age", parse_claims_max_age,
         "a duration from 1s to 30d: seconds, or a number with s, m, h or d (15m, 1h)" },
     [K_CHAIN] = { "chain", parse_chain, "allow or deny" },
+    [K_CHAINED] = { "chained", parse_chained,
+        "allow (a running job on the same role may chain to it) or deny" },
     [K_ENQUEUE] = { "enqueue", parse_enqueue,
         "user (POST /v1/jobs may enqueue it) or admin (only trusted paths)" },
 };
 
-#define KNOWN_KEYS "task, run_as, scope, max_attempts, timeout, claims_max_age, chain, enqueue"
+#define KNOWN_KEYS "task, run_as, scope, max_attempts, timeout, claims_max_age, chain, " \
+                   "chained, enqueue"
 
 struct header_ctx {
     const char *path;
@@ -302,7 +313,7 @@ static const char *parse_header(struct header_ctx *h, const char *text, int *fir
 
 static int check_header(struct header_ctx *h)
 {
-    static const int claims_keys[] = { K_CLAIMS_MAX_AGE, K_CHAIN, K_ENQUEUE };
+    static const int claims_keys[] = { K_CLAIMS_MAX_AGE, K_CHAIN, K_CHAINED, K_ENQUEUE };
     const struct rw_task *t = h->task;
 
     if (t->run_as != RW_RUN_AS_SYSTEM) {
@@ -381,6 +392,7 @@ int rw_task_parse(const char *path, const char *text, struct rw_task **out,
     }
     for (int i = 0; i < h.task->nstmts; i++)
         h.task->stmts[i].task = h.task->name;
+    h.task->role_line = h.key_line[K_RUN_AS];
     *out = h.task;
     return 0;
 }

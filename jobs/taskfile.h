@@ -34,11 +34,13 @@ struct rw_task {
     char *path;                 /* task file, or NULL for a built-in */
     enum rw_run_as run_as;
     char *role;                 /* RW_RUN_AS_ROLE: the restricted role name */
+    int role_line;              /* line of `-- run_as:` in the file, 0 if none */
     enum rw_scope scope;        /* required for system tasks */
     int max_attempts;           /* 0: the configured default */
     int timeout_s;              /* 0: the configured default */
     int claims_max_age_s;       /* 0: claims never too old */
     bool chain;                 /* `-- chain: allow`: may enqueue follow-ups with its claims */
+    bool chained;               /* `-- chained: allow`: other jobs may chain to it */
     bool http_enqueue;          /* `-- enqueue: user`: POST /v1/jobs may enqueue it */
     struct rw_sql_stmt *stmts;
     int nstmts;
@@ -83,5 +85,13 @@ const struct rw_task *rw_registry_find(const struct rw_registry *reg, const char
 int rw_registry_count(const struct rw_registry *reg);
 const struct rw_task *rw_registry_at(const struct rw_registry *reg, int i);
 void rw_registry_free(struct rw_registry **reg);
+
+/* Checks every task file's `run_as: <role>` with `role_ok` (the worker's
+ * table of configured restricted roles). On a refusal, err reads
+ * "PATH:LINE: " and what role_ok wrote. Returns 0 or -1. */
+int rw_registry_check_roles(const struct rw_registry *reg,
+                            bool (*role_ok)(void *arg, const char *role, char *why, size_t n),
+                            void *arg, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 #endif

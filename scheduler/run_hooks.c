@@ -34,6 +34,34 @@ int rw_run_hooks_check_roles(struct rw_worker *w, char *err, size_t errlen)
     return rw_rolecheck_startup(&w->cfg, err, errlen);
 }
 
+static bool role_ok(void *arg, const char *role, char *why, size_t n)
+{
+    return rw_worker_run_as_ok(arg, role, why, n);
+}
+
+static int check_crontab(struct rw_worker *w, const struct rw_crontab *tab, char *err,
+                         size_t errlen)
+{
+    char why[600];
+
+    for (int i = 0; tab && i < tab->n; i++) {
+        const struct rw_cron_entry *e = &tab->entries[i];
+        if (e->run_as && !rw_worker_run_as_ok(w, e->run_as, why, sizeof why)) {
+            snprintf(err, errlen, "%s:%d: %s", w->cfg.crontab, e->line, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int rw_run_hooks_check_run_as(struct rw_worker *w, const struct rw_registry *reg,
+                              char *err, size_t errlen)
+{
+    if (rw_registry_check_roles(reg, role_ok, w, err, errlen) < 0)
+        return -1;
+    return check_crontab(w, w->crontab_pending, err, errlen);
+}
+
 int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
 {
     if (w->crontab_pending) {
@@ -52,8 +80,18 @@ int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
 
 void rw_run_hooks_reload(struct rw_worker *w)
 {
-    if (w->cron && w->cfg.crontab)
-        (void)!rw_cron_runner_reload(w->cron, w->cfg.crontab);
+    char err[4096];
+    struct rw_crontab *tab = NULL;
+
+    if (!w->cron || !w->cfg.crontab)
+        return;
+    if (rw_crontab_load(w->cfg.crontab, &tab, err, sizeof err) < 0 ||
+        check_crontab(w, tab, err, sizeof err) < 0) {
+        rw_error("could not reload crontab, keeping the old one: %s", err);
+        rw_crontab_free(&tab);
+        return;
+    }
+    rw_cron_runner_replace(w->cron, tab);
 }
 
 void rw_run_hooks_quiesce(struct rw_worker *w)

@@ -6,11 +6,17 @@
 #include <stddef.h>
 
 struct rw_worker;
+struct rw_registry;
 
 /* Before any connection: parse the crontab etc. Returns 0 or -1 (err). */
 int rw_run_hooks_prepare(struct rw_worker *w, char *err, size_t errlen);
 /* Fail-closed checks of every restricted role. Returns 0 or -1 (err). */
 int rw_run_hooks_check_roles(struct rw_worker *w, char *err, size_t errlen);
+/* After the pools exist: every run_as of the task files in `reg` and of
+ * the crontab names user, system or a configured restricted role; else
+ * -1 and err "FILE:LINE: ...". */
+int rw_run_hooks_check_run_as(struct rw_worker *w, const struct rw_registry *reg,
+                              char *err, size_t errlen);
 /* After the scheduler started: cron runner, HTTP intake. */
 int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen);
 /* SIGHUP: reload the crontab (the old one stays on error). */

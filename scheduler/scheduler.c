@@ -209,6 +209,7 @@ static struct rw_job *job_from_row(struct rw_worker *w, const PGresult *res, int
     job->max_attempts = atoi(PQgetvalue(res, row, 7));
     snprintf(job->lock_token, sizeof job->lock_token, "%s", PQgetvalue(res, row, 8));
     job->claims_verified_at = atoll(PQgetvalue(res, row, 9));
+    job->chained_by = atoll(PQgetvalue(res, row, 10));
     job->state = RW_JOB_CLAIMED;
     if (!job->payload)
         job->payload = json_object();
@@ -310,8 +311,8 @@ void rw_sched_maybe_claim(struct rw_worker *w)
     if (rw_pg_query(w->ctl,
                     "select id, task, payload::text, claims::text, subject, run_as,"
                     " attempts, coalesce(max_attempts, 0), lock_token::text,"
-                    " coalesce(extract(epoch from claims_verified_at)::bigint, 0)"
-                    " from rlsworker.claim_jobs($1, $2::int)",
+                    " coalesce(extract(epoch from claims_verified_at)::bigint, 0),"
+                    " coalesce(chained_by, 0) from rlsworker.claim_jobs($1, $2::int)",
                     2, params, claim_done, w) == 0)
         w->claim_inflight = true;
 }
@@ -543,8 +544,10 @@ static void stop_now(struct rw_worker *w)
 {
     for (struct rw_job *j = w->jobs; j; j = j->next)
         j->abandoned = true;
-    for (int i = 0; i < w->npools; i++)
-        rw_pool_disconnect_all(w->pools[i]);
+    if (w->admin_pool)
+        rw_pool_disconnect_all(w->admin_pool);
+    for (int i = 0; i < w->nroles; i++)
+        rw_pool_disconnect_all(w->roles[i].pool);
     rw_sched_finish(w);
 }
 

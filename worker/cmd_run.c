@@ -76,21 +76,25 @@ static int check_schema(const struct rw_config *cfg)
     return 0;
 }
 
+/* The admin pool serves system jobs only. The restricted table is built
+ * from the restricted URLs alone, so no run_as can reach the admin role. */
 static int make_pools(struct rw_worker *w)
 {
     const struct rw_config *cfg = &w->cfg;
     int admin_max = cfg->concurrency < cfg->pool_size ? cfg->concurrency : cfg->pool_size;
 
-    w->pools = calloc((size_t)(2 + cfg->nroles), sizeof *w->pools);
-    if (!w->pools)
+    w->admin_pool = rw_pool_new(w, "admin", cfg->database_url, admin_max);
+    w->roles = calloc((size_t)(1 + cfg->nroles), sizeof *w->roles);
+    if (!w->admin_pool || !w->roles)
         return -1;
-    w->pools[w->npools++] = rw_pool_new(w, "admin", cfg->database_url, admin_max);
-    w->pools[w->npools++] = rw_pool_new(w, "user", cfg->authenticated_url, cfg->pool_size);
+    w->roles[w->nroles++] = (struct rw_restricted_role){
+        w->user_role, rw_pool_new(w, w->user_role, cfg->authenticated_url, cfg->pool_size)};
     for (int i = 0; i < cfg->nroles; i++)
-        w->pools[w->npools++] = rw_pool_new(w, cfg->roles[i].role, cfg->roles[i].url,
-                                            cfg->pool_size);
-    for (int i = 0; i < w->npools; i++)
-        if (!w->pools[i])
+        w->roles[w->nroles++] = (struct rw_restricted_role){
+            cfg->roles[i].role,
+            rw_pool_new(w, cfg->roles[i].role, cfg->roles[i].url, cfg->pool_size)};
+    for (int i = 0; i < w->nroles; i++)
+        if (!w->roles[i].pool)
             return -1;
     return 0;
 }
@@ -111,8 +115,10 @@ static void on_hup(struct ev_loop *loop, ev_signal *s, int revents)
     struct rw_registry *reg = NULL, **retired;
     char err[1200];
 
-    if (rw_registry_load(w->cfg.tasks_dir, &reg, err, sizeof err) < 0) {
+    if (rw_registry_load(w->cfg.tasks_dir, &reg, err, sizeof err) < 0 ||
+        rw_run_hooks_check_run_as(w, reg, err, sizeof err) < 0) {
         rw_error("SIGHUP: kept the old tasks: %s", err);
+        rw_registry_free(&reg);
     } else {
         retired = realloc(w->retired, (size_t)(w->nretired + 1) * sizeof *retired);
         if (!retired) {
@@ -163,9 +169,10 @@ static void sd_status(void *arg, char *buf, size_t len)
 static void worker_free(struct rw_worker *w)
 {
     rw_http_client_free(&w->http);  /* built-ins' HTTP client (jobs/http_task.c) */
-    for (int i = 0; i < w->npools; i++)
-        rw_pool_free(&w->pools[i]);
-    free(w->pools);
+    rw_pool_free(&w->admin_pool);
+    for (int i = 0; i < w->nroles; i++)
+        rw_pool_free(&w->roles[i].pool);
+    free(w->roles);
     while (w->jobs) {
         struct rw_job *j = w->jobs;
         w->jobs = j->next;
@@ -257,7 +264,15 @@ int rw_cmd_run(int argc, char **argv)
         goto out;
     w.loop = ev_default_loop(EVFLAG_AUTO);
     w.metrics = rw_metrics_new();
-    if (make_pools(&w) < 0 || rw_sched_start(&w) < 0) {
+    if (make_pools(&w) < 0) {
+        rw_cli_error(CMD, "out of memory");
+        goto out;
+    }
+    if (rw_run_hooks_check_run_as(&w, w.tasks, err, sizeof err) < 0) {
+        rw_cli_error(CMD, "%s", err);
+        goto out;
+    }
+    if (rw_sched_start(&w) < 0) {
         rw_cli_error(CMD, "out of memory");
         goto out;
     }

@@ -116,6 +116,33 @@ void rw_job_free(struct rw_job **jp)
 
 /* ---- choosing the role ------------------------------------------------ */
 
+/* A chained job runs only if its task opted in and only on the restricted
+ * role of the job that chained it (run_as, set by chain_job). */
+static bool check_chained(struct rw_job *job, char *err, size_t errlen)
+{
+    const struct rw_task *t = job->t;
+    const char *role = t->run_as == RW_RUN_AS_ROLE ? t->role : job->w->user_role;
+
+    if (!job->chained_by)
+        return true;
+    if (!t->chained || t->run_as == RW_RUN_AS_SYSTEM) {
+        snprintf(err, errlen, "task %s does not accept chained jobs (chained by job %lld); "
+                 "a task file opts in with `-- chained: allow`, built-ins and system tasks "
+                 "never do", t->name, job->chained_by);
+        return false;
+    }
+    if (!job->run_as || !role || strcmp(job->run_as, role) != 0) {
+        snprintf(err, errlen, "task %s runs as role %s, but job %lld that chained it ran as "
+                 "%s; a chained job runs only on the role of the job that chained it",
+                 t->name, role ? role : "?", job->chained_by,
+                 job->run_as ? job->run_as : "?");
+        return false;
+    }
+    return true;
+}
+
+/* System tasks get the admin pool; every other job resolves its role in the
+ * restricted table alone, so no run_as can name the admin connection. */
 static struct rw_pool *pick_pool(struct rw_job *job, char *err, size_t errlen)
 {
     const struct rw_task *t = job->t;
@@ -129,7 +156,7 @@ static struct rw_pool *pick_pool(struct rw_job *job, char *err, size_t errlen)
                      t->name, want);
             return NULL;
         }
-        return rw_worker_pool(job->w, "admin");
+        return job->w->admin_pool;
     }
     if (want && strcmp(want, "system") == 0) {
         snprintf(err, errlen, "task %s is user-scoped and cannot run as system", t->name);
@@ -138,10 +165,8 @@ static struct rw_pool *pick_pool(struct rw_job *job, char *err, size_t errlen)
     if (want && strcmp(want, "user") != 0)
         name = want;
     else
-        name = t->run_as == RW_RUN_AS_ROLE ? t->role : "user";
-    p = rw_worker_pool(job->w, name);
-    if (!p && job->w->user_role && strcmp(name, job->w->user_role) == 0)
-        p = rw_worker_pool(job->w, "user");
+        name = t->run_as == RW_RUN_AS_ROLE ? t->role : job->w->user_role;
+    p = rw_worker_restricted_pool(job->w, name);
     if (!p)
         snprintf(err, errlen, "no connection is configured for role \"%s\": "
                  "set role.%s = URL in the config file or pass --role %s=URL", name, name, name);
@@ -383,7 +408,7 @@ void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc)
     struct rw_pg_stmt *st = calloc((size_t)n, sizeof *st);
     char id[32], tmo[32], err[600];
     const char *set_params[4], *done_params[2];
-    bool user = job->pool != rw_worker_pool(job->w, "admin");
+    bool user = t->run_as != RW_RUN_AS_SYSTEM;   /* from the task, never the pool */
 
     job->pc = pc;
     job->state = RW_JOB_RUNNING;
@@ -524,6 +549,10 @@ void rw_job_dispatch(struct rw_job *job)
         job_failed(job, err, true);
         return;
     }
+    if (!check_chained(job, err, sizeof err)) {
+        job_failed(job, err, true);
+        return;
+    }
     if (job->t->builtin && !job->t->nstmts) {
         if (job->t->scope == RW_SCOPE_SUBJECT && !job->subject) {
             snprintf(err, sizeof err, "built-in task %s is scoped to a subject, but the job "
@@ -537,6 +566,11 @@ void rw_job_dispatch(struct rw_job *job)
     job->pool = pick_pool(job, err, sizeof err);
     if (!job->pool) {
         job_failed(job, err, true);
+        return;
+    }
+    if ((job->pool == w->admin_pool) != (job->t->run_as == RW_RUN_AS_SYSTEM)) {
+        /* never happens by design; rw_job_on_conn trusts the task's run_as */
+        job_failed(job, "the job's connection does not match its task's run_as; refused", true);
         return;
     }
     if (job->t->run_as == RW_RUN_AS_SYSTEM) {

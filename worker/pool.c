@@ -48,12 +48,29 @@ struct rw_pool *rw_pool_new(struct rw_worker *w, const char *name, const char *u
 const char *rw_pool_name(const struct rw_pool *p) { return p->name; }
 rw_pg *rw_pconn_pg(struct rw_pconn *pc) { return pc->pg; }
 
-struct rw_pool *rw_worker_pool(struct rw_worker *w, const char *name)
+struct rw_pool *rw_worker_restricted_pool(struct rw_worker *w, const char *role)
 {
-    for (int i = 0; i < w->npools; i++)
-        if (strcmp(w->pools[i]->name, name) == 0)
-            return w->pools[i];
+    for (int i = 0; i < w->nroles; i++)
+        if (strcmp(w->roles[i].name, role) == 0)
+            return w->roles[i].pool;
     return NULL;
+}
+
+bool rw_worker_run_as_ok(struct rw_worker *w, const char *role, char *err, size_t errlen)
+{
+    size_t n = 0;
+
+    if (strcmp(role, "user") == 0 || strcmp(role, "system") == 0 ||
+        rw_worker_restricted_pool(w, role))
+        return true;
+    n = (size_t)snprintf(err, errlen, "run_as %s is not a configured restricted role "
+                         "(configured:", role);
+    for (int i = 0; i < w->nroles && n < errlen; i++)
+        n += (size_t)snprintf(err + n, errlen - n, " %s", w->roles[i].name);
+    if (n < errlen)
+        snprintf(err + n, errlen - n, "); map it to its URL with --role %s=URL (config: "
+                 "role.%s = URL), or use run_as user", role, role);
+    return false;
 }
 
 static void unlink_pc(struct rw_pconn *pc)

@@ -26,6 +26,12 @@ struct rw_crontab;
 struct rw_metrics;
 struct rw_intake;
 
+/* One configured restricted role and its pool (owned). */
+struct rw_restricted_role {
+    const char *name;             /* the role it logs in as; borrowed from cfg or user_role */
+    struct rw_pool *pool;
+};
+
 enum rw_job_state { RW_JOB_CLAIMED, RW_JOB_WAITING, RW_JOB_RUNNING, RW_JOB_ENDED };
 
 struct rw_job {
@@ -36,6 +42,7 @@ struct rw_job {
     char *claims;                 /* canonical JSON text, or NULL */
     char *subject;
     char *run_as;                 /* job override, or NULL */
+    long long chained_by;         /* the job that chained this one, or 0 */
     long long claims_verified_at; /* unix seconds, 0 if none */
     int attempts;                 /* including this one */
     int max_attempts;             /* 0: from the task or config */
@@ -84,9 +91,13 @@ struct rw_worker {
     int ctl_backoff_ms;
     ev_timer ctl_retry;
 
-    /* pools: [0] admin (system jobs), then user, then named roles */
-    struct rw_pool **pools;
-    int npools;
+    /* System jobs run on admin_pool alone. User-scoped jobs resolve their
+     * role only in roles[], the configured restricted roles, which never
+     * holds the admin connection: roles[0] is DATABASE_AUTHENTICATED_URL's
+     * login role, then each --role NAME=URL. */
+    struct rw_pool *admin_pool;
+    struct rw_restricted_role *roles;
+    int nroles;
 
     /* scheduling */
     int inflight;                 /* jobs claimed and not yet ended */
@@ -155,7 +166,11 @@ void rw_job_abandon(struct rw_job *job);
 struct rw_pool *rw_pool_new(struct rw_worker *w, const char *name, const char *url, int max);
 void rw_pool_free(struct rw_pool **p);
 const char *rw_pool_name(const struct rw_pool *p);
-struct rw_pool *rw_worker_pool(struct rw_worker *w, const char *name);
+/* The pool of a configured restricted role, or NULL: never the admin pool. */
+struct rw_pool *rw_worker_restricted_pool(struct rw_worker *w, const char *role);
+/* Whether `role` is user, system or a configured restricted role; else
+ * writes why not (for task files and the crontab). */
+bool rw_worker_run_as_ok(struct rw_worker *w, const char *role, char *err, size_t errlen);
 /* Queues the job for a connection; rw_job_on_conn is called when it has one. */
 void rw_pool_acquire(struct rw_pool *p, struct rw_job *job);
 /* Takes the job off the wait list if it is waiting. */

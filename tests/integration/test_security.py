@@ -198,6 +198,7 @@ def test_chained_job_carries_the_parents_claims(rlsworker, db, tasks_dir):
     write_task(tasks_dir, "child", """
         -- task: child
         -- run_as: user
+        -- chained: allow
         insert into todos (task) values (:title);
     """)
     write_task(tasks_dir, "sneaky", """
@@ -278,16 +279,15 @@ def test_moderator_and_admin_roles_follow_the_guides_policies(rlsworker, db, tas
     db.sql("select rlsworker.add_job('admin_backend', claims => '{\"sub\":\"adm1\"}')")
     run_once(rlsworker, db, tasks_dir)
     assert all(r[0] for r in db.sql("select is_complete from todos"))
-    # a role with no configured connection fails the job clearly
+    # a role with no configured connection is refused when the tasks load
     write_task(tasks_dir, "ghost", """
         -- task: ghost
         -- run_as: ghost_backend
         select 1;
     """)
-    db.sql("select rlsworker.add_job('ghost', claims => '{\"sub\":\"alice\"}')")
-    run_once(rlsworker, db, tasks_dir)
-    state, err = db.one("select state, last_error from rlsworker.jobs")
-    assert state == "dead" and 'no connection is configured for role "ghost_backend"' in err
+    r = rlsworker.cli("run", "--once", "--tasks", str(tasks_dir), env=db.env())
+    assert r.returncode == 1 and "ghost.sql:2: run_as ghost_backend is not a configured " \
+        "restricted role" in r.stderr
 
 
 def test_claims_older_than_claims_max_age_fail(rlsworker, db, tasks_dir):
