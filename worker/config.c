@@ -4,6 +4,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <libpq-fe.h>
+
+#include "worker/log.h"
 
 #define OFF(f) offsetof(struct rw_config, f)
 #define S(n, e, f, d, r, doc) {n, e, RW_OPT_STRING, OFF(f), d, 0, 0, r, doc}
@@ -279,9 +284,49 @@ static char *trim(char *s)
     return s;
 }
 
+/* Whether a config-file line stores a secret in the file itself (a "$VAR"
+ * value only names an environment variable). A connection string counts when
+ * it holds a password, or when it cannot be parsed to tell. */
+static bool holds_secret(const char *key, const char *value)
+{
+    PQconninfoOption *opts;
+    bool secret = false;
+    size_t n = strlen(key);
+
+    if (value[0] == '$' || value[0] == '\0')
+        return false;
+    if (strcmp(key, "jwt_secret") == 0 ||
+        (strncmp(key, "webhook.", 8) == 0 && n > 7 && strcmp(key + n - 7, ".secret") == 0))
+        return true;
+    if (strcmp(key, "database_url") != 0 && strcmp(key, "authenticated_url") != 0 &&
+        strncmp(key, "role.", 5) != 0)
+        return false;
+    if (!(opts = PQconninfoParse(value, NULL)))
+        return true;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+            secret = true;
+    PQconninfoFree(opts);
+    return secret;
+}
+
+/* Warns once per load when a file holding secrets is readable by others. */
+static void warn_if_exposed(FILE *f, const char *path, const char *key, int lineno)
+{
+    struct stat st;
+
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+        rw_warn("config file \"%s\" holds a secret (%s at line %d) and is readable by "
+                "%s: run \"chmod 600 %s\" (or move the secret to an environment variable "
+                "and write \"%s = $VAR\")", path, key, lineno,
+                (st.st_mode & S_IROTH) ? "every user" : "its group", path, key);
+}
+
 int rw_config_load_file(struct rw_config *cfg, const char *path, char *err,
                         size_t errlen)
 {
+    char secret_key[64] = "";
+    int secret_line = 0;
     FILE *f = fopen(path, "r");
     char line[4096];
     char msg[512];
@@ -316,7 +361,13 @@ int rw_config_load_file(struct rw_config *cfg, const char *path, char *err,
             fclose(f);
             return -1;
         }
+        if (!secret_line && holds_secret(key, value)) {
+            snprintf(secret_key, sizeof secret_key, "%s", key);
+            secret_line = lineno;
+        }
     }
+    if (secret_line)
+        warn_if_exposed(f, path, secret_key, secret_line);
     fclose(f);
     return 0;
 }

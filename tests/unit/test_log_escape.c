@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "worker/conninfo.h"
+#include "worker/errtext.h"
 #include "worker/log.h"
 
 static void test_escapes_controls(void **state)
@@ -93,6 +94,39 @@ static void test_malformed_conninfo_is_not_echoed(void **state)
     assert_int_equal(rw_conninfo_check("", "X", err, sizeof err), -1);
 }
 
+static void test_job_error_text(void **state)
+{
+    static const struct { const char *primary, *sqlstate, *want; } cases[] = {
+        {"division by zero", "22012", "division by zero (SQLSTATE 22012)"},
+        {"invalid input syntax for type integer: \"secret\nLOG forged\"", "22P02",
+         "invalid input syntax for type integer: \"...\" (SQLSTATE 22P02)"},
+        {"invalid input syntax for type integer: \"{\"sub\":\"alice\",\"email\":\"a@x\"}\"",
+         "22P02", "invalid input syntax for type integer: \"...\" (SQLSTATE 22P02)"},
+        {"invalid input syntax for type json: \"", "22P02",
+         "invalid input syntax for type json: \"...\" (SQLSTATE 22P02)"},
+        {"malformed array literal: \"\"", NULL, "malformed array literal: \"...\""},
+        {"relation \"todos\" does not exist", "42P01",
+         "relation \"todos\" does not exist (SQLSTATE 42P01)"},
+        {"raised\nby the task", "P0001", "raised\\nby the task (SQLSTATE P0001)"},
+        {NULL, NULL, "unknown error"},
+    };
+    char out[4200], big[3000];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rw_errtext_pg(out, sizeof out, cases[i].primary, cases[i].sqlstate);
+        if (strcmp(out, cases[i].want) != 0)
+            fail_msg("case %zu: got \"%s\", want \"%s\"", i, out, cases[i].want);
+    }
+    memset(big, 'v', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    rw_errtext_pg(out, sizeof out, big, "P0001");
+    assert_int_equal(strlen(out), RW_ERRTEXT_MAX + strlen(" (SQLSTATE P0001)"));
+    memset(big, '\n', sizeof big - 1);
+    rw_errtext_pg(out, sizeof out, big, "P0001");
+    assert_null(strchr(out, '\n'));
+    assert_true(strlen(out) < sizeof out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -100,6 +134,7 @@ int main(void)
         cmocka_unit_test(test_never_splits_an_escape),
         cmocka_unit_test(test_no_output_byte_is_a_control),
         cmocka_unit_test(test_malformed_conninfo_is_not_echoed),
+        cmocka_unit_test(test_job_error_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
