@@ -5,6 +5,7 @@
  * comment is prose. A known key written in another case is an error rather
  * than a comment, so `-- Run_as: system` cannot be silently ignored. */
 #include "jobs/taskfile.h"
+#include "jobs/scopecheck.h"
 #include "jobs/taskbody.h"
 
 #include <ctype.h>
@@ -351,9 +352,14 @@ static int default_name(struct header_ctx *h)
     return (h->task->name = strndup(base, n)) ? 0 : herr(h, 1, "out of memory");
 }
 
+/* Every statement uses :subject; in a system task (no row-level security)
+ * each statement's rows must also be bounded by `column = :subject`
+ * (jobs/scopecheck.h says exactly what that proves). */
 static int check_subject_scope(struct header_ctx *h)
 {
     const struct rw_task *t = h->task;
+    char why[300];
+    int line;
 
     for (int i = 0; i < t->nstmts; i++) {
         int uses = 0;
@@ -364,6 +370,11 @@ static int check_subject_scope(struct header_ctx *h)
             return herr(h, t->stmts[i].line, "statement does not use :subject, but the task "
                         "declares scope: subject; filter it by the job's subject "
                         "(e.g. `where user_id = :subject`) or declare scope: global");
+        if (t->run_as == RW_RUN_AS_SYSTEM &&
+            rw_scope_check_stmt(&t->stmts[i], &line, why, sizeof why) < 0)
+            return herr(h, line, "statement is not bounded by :subject, but the task declares "
+                        "scope: subject: %s; write `where <column> = :subject and ...` "
+                        "(see docs/security.md) or declare scope: global", why);
     }
     return 0;
 }

@@ -16,15 +16,17 @@ bool rw_cli_wants_help(int argc, char **argv)
     return false;
 }
 
+/* One line, escaped like a log line: the message may carry a server's text. */
 void rw_cli_error(const char *cmd, const char *fmt, ...)
 {
+    char msg[4096], safe[8192];
     va_list ap;
 
-    fprintf(stderr, "rlsworker %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    rw_log_escape(safe, sizeof safe, msg);
+    fprintf(stderr, "rlsworker %s: %s\n", cmd, safe);
 }
 
 int rw_cli_config(const char *cmd, struct rw_config *cfg, int *argc, char **argv)

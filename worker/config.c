@@ -4,6 +4,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <libpq-fe.h>
+
+#include "worker/log.h"
 
 #include <openssl/crypto.h>
 
@@ -81,6 +86,10 @@ const struct rw_option rw_options[] = {
       "seconds a webhook timestamp may differ from now"),
     I("intake_conn_timeout", "RLSWORKER_INTAKE_CONN_TIMEOUT", intake_conn_timeout_s, "30", 1, 3600, false,
       "seconds an idle or slow HTTP intake connection is kept"),
+    I("intake_request_timeout", "RLSWORKER_INTAKE_REQUEST_TIMEOUT", intake_request_timeout_s, "10", 1, 3600, false,
+      "seconds an HTTP intake request (headers and body) may take to arrive whole"),
+    I("intake_conns_per_address", "RLSWORKER_INTAKE_CONNS_PER_ADDRESS", intake_conns_per_address, "32", 0, 100000, false,
+      "most open HTTP intake connections from one client address (0: no cap)"),
     I("intake_max_inflight", "RLSWORKER_INTAKE_MAX_INFLIGHT", intake_max_inflight, "256", 1, 100000, true,
       "HTTP enqueues waiting on the database before new ones get 503"),
     I("http_max_response", "RLSWORKER_HTTP_MAX_RESPONSE", http_max_response, "1048576", 1024, 67108864, true,
@@ -390,9 +399,49 @@ static char *trim(char *s)
     return s;
 }
 
+/* Whether a config-file line stores a secret in the file itself (a "$VAR"
+ * value only names an environment variable). A connection string counts when
+ * it holds a password, or when it cannot be parsed to tell. */
+static bool holds_secret(const char *key, const char *value)
+{
+    PQconninfoOption *opts;
+    bool secret = false;
+    size_t n = strlen(key);
+
+    if (value[0] == '$' || value[0] == '\0')
+        return false;
+    if (strcmp(key, "jwt_secret") == 0 ||
+        (strncmp(key, "webhook.", 8) == 0 && n > 7 && strcmp(key + n - 7, ".secret") == 0))
+        return true;
+    if (strcmp(key, "database_url") != 0 && strcmp(key, "authenticated_url") != 0 &&
+        strncmp(key, "role.", 5) != 0)
+        return false;
+    if (!(opts = PQconninfoParse(value, NULL)))
+        return true;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+            secret = true;
+    PQconninfoFree(opts);
+    return secret;
+}
+
+/* Warns once per load when a file holding secrets is readable by others. */
+static void warn_if_exposed(FILE *f, const char *path, const char *key, int lineno)
+{
+    struct stat st;
+
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+        rw_warn("config file \"%s\" holds a secret (%s at line %d) and is readable by "
+                "%s: run \"chmod 600 %s\" (or move the secret to an environment variable "
+                "and write \"%s = $VAR\")", path, key, lineno,
+                (st.st_mode & S_IROTH) ? "every user" : "its group", path, key);
+}
+
 int rw_config_load_file(struct rw_config *cfg, const char *path, char *err,
                         size_t errlen)
 {
+    char secret_key[64] = "";
+    int secret_line = 0;
     FILE *f = fopen(path, "r");
     char line[4096];
     char msg[512];
@@ -427,7 +476,13 @@ int rw_config_load_file(struct rw_config *cfg, const char *path, char *err,
             fclose(f);
             return -1;
         }
+        if (!secret_line && holds_secret(key, value)) {
+            snprintf(secret_key, sizeof secret_key, "%s", key);
+            secret_line = lineno;
+        }
     }
+    if (secret_line)
+        warn_if_exposed(f, path, secret_key, secret_line);
     fclose(f);
     return 0;
 }

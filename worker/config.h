@@ -72,6 +72,8 @@ struct rw_config {
     int webhook_tolerance_s;
     int intake_max_inflight;
     int intake_conn_timeout_s;
+    int intake_request_timeout_s; /* whole request (headers and body) */
+    int intake_conns_per_address; /* 0: no per-address cap */
     int http_max_response;
     int http_timeout_s;        /* outgoing HTTP of the http built-in */
     char *http_allow;          /* netguard allowlist (worker/netguard.h), or NULL */

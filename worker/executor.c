@@ -14,6 +14,7 @@
 
 #include "jobs/builtin.h"
 #include "scheduler/backoff.h"
+#include "worker/errtext.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
 #include "worker/worker.h"
@@ -289,17 +290,21 @@ static void describe_error(struct rw_job *job, const struct rw_pg_result *r,
     }
     int s = failed - FIXED_BEFORE;
     bool canceled = r->sqlstate && strcmp(r->sqlstate, SQLSTATE_QUERY_CANCELED) == 0;
+    char pgerr[RW_ERRTEXT_MAX + 64];
 
+    /* last_error is shown by `jobs show`: primary message and SQLSTATE only,
+     * without values PostgreSQL echoes (payload, claims), one bounded line */
+    rw_errtext_pg(pgerr, sizeof pgerr, r->error, r->sqlstate);
     if (job->timed_out || (canceled && !job->cancel_requested))
         snprintf(err, errlen, "timed out after %d s", timeout_s(job));
     else if (job->cancel_requested)
-        snprintf(err, errlen, "cancelled: %s", r->error ? r->error : "by operator");
+        snprintf(err, errlen, "cancelled: %s", r->error ? pgerr : "by operator");
     else if (s >= 0 && s < job->t->nstmts)
         snprintf(err, errlen, "statement %d (%s:%d): %s", s + 1,
                  job->t->path ? job->t->path : job->t->name, job->t->stmts[s].line,
-                 r->error);
+                 pgerr);
     else
-        snprintf(err, errlen, "%s", r->error ? r->error : "unknown error");
+        snprintf(err, errlen, "%s", pgerr);
 }
 
 static void after_rollback(rw_pg *pg, const struct rw_pg_result *r, void *arg)

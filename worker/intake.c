@@ -176,6 +176,7 @@ static void req_free(struct rw_req *r)
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    rw_intake_conn_answered(c);
     if (*con_cls)
         req_free(*con_cls);
     *con_cls = NULL;
@@ -335,6 +336,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (r->suspended || r->vop || r->db_wait)
         return MHD_YES;
+    rw_intake_conn_received(c);
     final_call(r);
     return r->status && !r->suspended ? send_answer(r) : MHD_YES;
 }
@@ -443,6 +445,8 @@ static int start_daemon(struct rw_intake *in, char *err, size_t errlen)
         MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->intake_max_inflight * 2 + 64),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->intake_conn_timeout_s,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->intake_conns_per_address,
+        MHD_OPTION_NOTIFY_CONNECTION, rw_intake_on_connection, in,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, in,
         MHD_OPTION_END);

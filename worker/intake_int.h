@@ -75,6 +75,15 @@ void rw_req_error(struct rw_req *r, int status, const char *code, const char *fm
     __attribute__((format(printf, 4, 5)));
 bool rw_req_suspend(struct rw_req *r);
 
+/* intake_conn.c: the whole-request deadline of each connection */
+/* MHD_OPTION_NOTIFY_CONNECTION callback (cls: the intake). */
+void rw_intake_on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                             enum MHD_ConnectionNotificationCode toe);
+/* The request's headers and body are all in: stop the deadline. */
+void rw_intake_conn_received(struct MHD_Connection *mc);
+/* The answer was sent (or the request ended): the next request's deadline starts. */
+void rw_intake_conn_answered(struct MHD_Connection *mc);
+
 /* intake_db.c */
 int rw_intake_db_start(struct rw_intake *in) __attribute__((warn_unused_result));
 void rw_intake_db_stop(struct rw_intake *in);

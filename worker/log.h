@@ -5,6 +5,7 @@
 #define RW_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum rw_log_level { RW_LOG_DEBUG = 0, RW_LOG_INFO, RW_LOG_WARNING, RW_LOG_ERROR };
 
@@ -14,8 +15,18 @@ void rw_log_set_level(enum rw_log_level level);
 bool rw_log_parse_level(const char *name, enum rw_log_level *out);
 bool rw_log_enabled(enum rw_log_level level);
 
+/* Every line is passed through rw_log_escape: a value with a newline (a
+ * PostgreSQL message echoing a payload, a token's `sub`) cannot forge a line. */
 void rw_log(enum rw_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Copies src into dst (n bytes, always NUL-terminated, truncated to fit)
+ * with control characters made visible: \n \r \t as those two characters,
+ * every other C0 byte and DEL as \xNN, and the C1 controls and U+2028/U+2029
+ * (line breaks to some log viewers) as \uNNNN. Backslashes and other bytes,
+ * UTF-8 included, are copied as they are. Never splits an escape. Returns
+ * the length written. */
+size_t rw_log_escape(char *dst, size_t n, const char *src);
 
 #define rw_debug(...) \
     do { if (rw_log_enabled(RW_LOG_DEBUG)) rw_log(RW_LOG_DEBUG, __VA_ARGS__); } while (0)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/conninfo.h"
 #include "worker/log.h"
 
 enum pg_state { PG_IDLE, PG_CONNECTING, PG_READY };
@@ -198,11 +199,15 @@ void rw_pg_connect(rw_pg *pg)
     pg->pending_error = NULL;
     const char *keys[] = {"dbname", "fallback_application_name", NULL};
     const char *vals[] = {pg->conninfo, pg->app_name, NULL};
-    pg->conn = PQconnectStartParams(keys, vals, 1);
+    char bad[400];
+    bool malformed = rw_conninfo_check(pg->conninfo, "the connection string", bad,
+                                       sizeof bad) < 0;
+    pg->conn = malformed ? NULL : PQconnectStartParams(keys, vals, 1);
     pg->state = PG_CONNECTING;
     if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
         /* report from the loop, never from inside the caller */
-        pg->pending_error = strdup(pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+        pg->pending_error = strdup(malformed ? bad
+                                   : pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
         ev_timer_set(&pg->timer, 0., 0.);
         ev_timer_start(pg->loop, &pg->timer);
         return;
@@ -488,6 +493,8 @@ PGconn *rw_pg_connect_blocking(const char *conninfo, const char *what,
         snprintf(err, errlen, "no connection string for %s", what);
         return NULL;
     }
+    if (rw_conninfo_check(conninfo, what, err, errlen) < 0)
+        return NULL;
     c = PQconnectdb(conninfo);
     if (PQstatus(c) != CONNECTION_OK) {
         char msg[512];

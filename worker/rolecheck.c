@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/conninfo.h"
 #include "worker/log.h"
 #include "worker/migrations.h"
 
@@ -60,8 +61,14 @@ PGconn *rw_rolecheck_connect(const char *url, const char *what, const char *sour
 
     snprintf(timeout, sizeof timeout, "%d", connect_timeout_s > 0 ? connect_timeout_s : 10);
     const char *vals[] = {url, timeout, "rlsworker-check", NULL};
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    PGconn *c;
+
     snprintf(id, sizeof id, "%s.login", what);
+    if (rw_conninfo_check(url, source, msg, sizeof msg) < 0) {
+        rw_report_add(rep, id, RW_CHECK_FAIL, NULL, "%s", msg);
+        return NULL;
+    }
+    c = PQconnectdbParams(keys, vals, 1);
     if (c && PQstatus(c) == CONNECTION_OK) {
         rw_report_add(rep, id, RW_CHECK_PASS, PQuser(c), "logs in (%s, database \"%s\")",
                       source, PQdb(c));
