@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "scheduler/scheduler_int.h"
-#include "worker/log.h"
+#include "worker/base/log.h"
 #include "worker/worker.h"
 
 static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)

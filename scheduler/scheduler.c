@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "scheduler/cron_runner.h"
-#include "scheduler/run_hooks.h"
+#include "scheduler/cron/cron_runner.h"
+#include "worker/cli/run_hooks.h"
 #include "scheduler/scheduler_int.h"
-#include "worker/log.h"
+#include "worker/base/log.h"
 #include "worker/worker.h"
 
 struct rw_outcome {

@@ -15,9 +15,9 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "jobs/taskfile.h"
-#include "worker/config.h"
-#include "worker/pgconn.h"
+#include "jobs/task/taskfile.h"
+#include "worker/base/config.h"
+#include "worker/pg/pgconn.h"
 
 struct rw_pool;
 struct rw_pconn;

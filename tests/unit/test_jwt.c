@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/jwk.h"
-#include "worker/jwt.h"
+#include "worker/auth/jwk.h"
+#include "worker/auth/jwt.h"
 
 #define NOW 1700000000
 static const char SECRET[] = "0123456789abcdef0123456789abcdef-test";

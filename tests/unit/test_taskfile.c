@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "jobs/builtin.h"
-#include "jobs/taskfile.h"
+#include "jobs/builtin/builtin.h"
+#include "jobs/task/taskfile.h"
 
 #define PATH "tasks/t.sql"
 #define N(a) (sizeof(a) / sizeof((a)[0]))

@@ -1,0 +1,68 @@
+/* The table of built-in C tasks. Registered tasks are listed by
+ * rw_builtin_count()/rw_builtin_at(); a task file may not reuse their names. */
+#include "jobs/builtin/builtin.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/base/log.h"
+
+/* noop: succeeds at once. Useful to check that a worker picks jobs up. */
+static void noop_start(struct rw_builtin_job *bj)
+{
+    rw_builtin_done(bj, NULL);
+}
+
+/* purge_dead_jobs: deletes the subject's dead jobs from the queue, e.g.
+ * after the user deleted their account. Scoped: it cannot touch other
+ * subjects' jobs, because its only query is bound to the subject. */
+static void purge_done(struct rw_builtin_job *bj, const struct rw_pg_result *r, void *arg)
+{
+    char err[600];
+
+    if (!r->ok) {
+        snprintf(err, sizeof err, "could not purge dead jobs: %s", r->error);
+        rw_builtin_done(bj, err);
+        return;
+    }
+    rw_info("purge_dead_jobs: removed %s dead jobs of subject %s",
+            PQgetvalue(r->results[0], 0, 0), rw_builtin_subject(bj));
+    rw_builtin_done(bj, NULL);
+}
+
+static void purge_dead_start(struct rw_builtin_job *bj)
+{
+    if (rw_builtin_query_scoped(bj,
+            "with d as (delete from rlsworker.jobs where subject = $1 and state = 'dead'"
+            " returning 1) select count(*) from d", 0, NULL, purge_done, NULL) < 0)
+        rw_builtin_done(bj, "could not send the purge query (no subject, or not connected)");
+}
+
+static const struct rw_builtin builtins[] = {
+    { "noop", noop_start, RW_SCOPE_GLOBAL, NULL },
+    { "purge_dead_jobs", purge_dead_start, RW_SCOPE_SUBJECT, NULL },
+    /* http: delivers one request; it touches no rows, so global */
+    { "http", rw_http_task_start, RW_SCOPE_GLOBAL, rw_http_task_abort },
+};
+
+bool rw_sql_uses_param1(const char *sql)
+{
+    for (const char *p = strstr(sql, "$1"); p; p = strstr(p + 1, "$1")) {
+        bool word_before = p > sql && (isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        if (!word_before && !isdigit((unsigned char)p[2]))
+            return true;
+    }
+    return false;
+}
+
+int rw_builtin_count(void)
+{
+    return (int)(sizeof builtins / sizeof builtins[0]);
+}
+
+const struct rw_builtin *rw_builtin_at(int i)
+{
+    return i >= 0 && i < rw_builtin_count() ? &builtins[i] : NULL;
+}
