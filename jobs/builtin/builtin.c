@@ -1,5 +1,6 @@
 /* The table of built-in C tasks. Registered tasks are listed by
- * rw_builtin_count()/rw_builtin_at(); a task file may not reuse their names. */
+ * rw_builtin_count()/rw_builtin_at() and handed to the registry by
+ * rw_builtin_registry_load(); a task file may not reuse their names. */
 #include "jobs/builtin/builtin.h"
 
 #include <ctype.h>
@@ -65,4 +66,15 @@ int rw_builtin_count(void)
 const struct rw_builtin *rw_builtin_at(int i)
 {
     return i >= 0 && i < rw_builtin_count() ? &builtins[i] : NULL;
+}
+
+int rw_builtin_registry_load(const char *dir, struct rw_registry **out, char *err,
+                             size_t errlen)
+{
+    struct rw_registry_builtin table[sizeof builtins / sizeof builtins[0]];
+
+    for (int i = 0; i < rw_builtin_count(); i++)
+        table[i] = (struct rw_registry_builtin){builtins[i].name, builtins[i].scope,
+                                                &builtins[i]};
+    return rw_registry_load(dir, table, rw_builtin_count(), out, err, errlen);
 }

@@ -48,9 +48,12 @@ bool rw_sql_uses_param1(const char *sql);
 void rw_http_task_start(struct rw_builtin_job *bj);
 void rw_http_task_abort(struct rw_builtin_job *bj);
 
-/* Number of built-ins and access by index (registry uses these). */
+/* Number of built-ins and access by index. */
 int rw_builtin_count(void);
 const struct rw_builtin *rw_builtin_at(int i);
+/* rw_registry_load (jobs/task/taskfile.h) with the built-ins' table. */
+int rw_builtin_registry_load(const char *dir, struct rw_registry **out, char *err,
+                             size_t errlen) __attribute__((warn_unused_result));
 
 /* Reports the end of a built-in job: `error` NULL on success, else a
  * message for last_error (borrowed; copied by the executor). Implemented by

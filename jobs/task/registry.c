@@ -1,7 +1,6 @@
 /* The registry: every *.sql file of the tasks directory (sorted by file
  * name, not recursive, hidden files skipped) plus the built-ins, kept sorted
  * by task name for bsearch. Loading is all or nothing. */
-#include "jobs/builtin/builtin.h"
 #include "jobs/task/taskfile.h"
 
 #include <dirent.h>
@@ -123,18 +122,18 @@ static int load_dir(struct rw_registry *reg, const char *dir, char *err, size_t 
 
 /* Built-ins are system tasks; a subject-scoped one reaches the database only
  * through the scoped query API, which always binds the job's subject. */
-static int add_builtins(struct rw_registry *reg)
+static int add_builtins(struct rw_registry *reg, const struct rw_registry_builtin *b, int n)
 {
-    for (int i = 0; i < rw_builtin_count(); i++) {
+    for (int i = 0; i < n; i++) {
         struct rw_task *t = calloc(1, sizeof *t);
 
-        if (!t || !(t->name = strdup(rw_builtin_at(i)->name)) || add_task(reg, t) < 0) {
+        if (!t || !(t->name = strdup(b[i].name)) || add_task(reg, t) < 0) {
             rw_task_free(&t);
             return -1;
         }
         t->run_as = RW_RUN_AS_SYSTEM;
-        t->scope = rw_builtin_at(i)->scope;
-        t->builtin = rw_builtin_at(i);
+        t->scope = b[i].scope;
+        t->builtin = b[i].impl;
     }
     return 0;
 }
@@ -162,7 +161,8 @@ static int check_duplicates(const struct rw_registry *reg, char *err, size_t err
     return 0;
 }
 
-int rw_registry_load(const char *dir, struct rw_registry **out, char *err, size_t errlen)
+int rw_registry_load(const char *dir, const struct rw_registry_builtin *builtins,
+                     int nbuiltins, struct rw_registry **out, char *err, size_t errlen)
 {
     struct rw_registry *reg = calloc(1, sizeof *reg);
 
@@ -174,7 +174,7 @@ int rw_registry_load(const char *dir, struct rw_registry **out, char *err, size_
     if (!dir || !*dir) {
         snprintf(err, errlen, "no tasks directory given; pass --tasks DIR");
     } else if (load_dir(reg, dir, err, errlen) == 0) {
-        if (add_builtins(reg) < 0) {
+        if (add_builtins(reg, builtins, nbuiltins) < 0) {
             snprintf(err, errlen, "out of memory loading built-in tasks");
         } else {
             qsort(reg->tasks, (size_t)reg->n, sizeof *reg->tasks, by_task_name);

@@ -27,7 +27,7 @@ struct rw_sql_stmt {
     const char *task;     /* borrowed: the owning task's name (for errors) */
 };
 
-struct rw_builtin;        /* jobs/builtin.h */
+struct rw_builtin;        /* jobs/builtin/builtin.h; opaque here */
 
 struct rw_task {
     char *name;
@@ -73,11 +73,21 @@ int rw_task_bind(const struct rw_sql_stmt *stmt, json_t *payload,
     __attribute__((warn_unused_result));
 void rw_task_bind_free(struct rw_bind *b);
 
+/* A built-in C task as the registry lists it. The table is given by the
+ * caller (jobs/builtin/builtin.h: rw_builtin_registry_load), so this layer
+ * never includes the built-ins' header. All borrowed, static. */
+struct rw_registry_builtin {
+    const char *name;
+    enum rw_scope scope;
+    const struct rw_builtin *impl;
+};
+
 /* The set of tasks a worker knows: every *.sql file of a directory plus the
- * built-ins. Loading fails as a whole (nothing swapped in) when any file is
- * bad or two files name the same task; the error names the file. */
+ * given built-ins. Loading fails as a whole (nothing swapped in) when any
+ * file is bad or two files name the same task; the error names the file. */
 struct rw_registry;
-int rw_registry_load(const char *dir, struct rw_registry **out, char *err,
+int rw_registry_load(const char *dir, const struct rw_registry_builtin *builtins,
+                     int nbuiltins, struct rw_registry **out, char *err,
                      size_t errlen) __attribute__((warn_unused_result));
 const struct rw_task *rw_registry_find(const struct rw_registry *reg, const char *name);
 int rw_registry_count(const struct rw_registry *reg);

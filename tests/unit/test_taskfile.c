@@ -526,7 +526,7 @@ static void load_fails(const char *dir, const char *want1, const char *want2)
     struct rw_registry *reg = (struct rw_registry *)1;
     char err[1024] = "";
 
-    assert_int_equal(rw_registry_load(dir, &reg, err, sizeof err), -1);
+    assert_int_equal(rw_builtin_registry_load(dir, &reg, err, sizeof err), -1);
     assert_null(reg);
     if (!strstr(err, want1) || (want2 && !strstr(err, want2)))
         fail_msg("got \"%s\", want \"%s\" and \"%s\"", err, want1, want2 ? want2 : "");
@@ -545,7 +545,7 @@ static void test_registry_empty_dir_has_builtins(void **state)
     char dir[64], err[512];
 
     make_dir(dir);
-    assert_int_equal(rw_registry_load(dir, &reg, err, sizeof err), 0);
+    assert_int_equal(rw_builtin_registry_load(dir, &reg, err, sizeof err), 0);
     assert_int_equal(rw_registry_count(reg), rw_builtin_count());
     noop = rw_registry_find(reg, "noop");
     assert_non_null(noop);
@@ -575,7 +575,7 @@ static void test_registry_loads_sorted(void **state)
     snprintf(sub, sizeof sub, "%s/sub", dir);
     assert_int_equal(mkdir(sub, 0700), 0);
     put(sub, "deep.sql", "select 1");
-    assert_int_equal(rw_registry_load(dir, &reg, err, sizeof err), 0);
+    assert_int_equal(rw_builtin_registry_load(dir, &reg, err, sizeof err), 0);
     assert_int_equal(rw_registry_count(reg), 2 + rw_builtin_count());
     assert_string_equal(rw_registry_at(reg, 0)->name, "a_named_in_b");
     assert_string_equal(rw_registry_at(reg, 1)->name, "c");

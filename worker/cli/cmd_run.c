@@ -110,7 +110,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *s, int revents)
     struct rw_registry *reg = NULL, **retired;
     char err[1200];
 
-    if (rw_registry_load(w->cfg.tasks_dir, &reg, err, sizeof err) < 0) {
+    if (rw_builtin_registry_load(w->cfg.tasks_dir, &reg, err, sizeof err) < 0) {
         rw_error("SIGHUP: kept the old tasks: %s", err);
     } else {
         retired = realloc(w->retired, (size_t)(w->nretired + 1) * sizeof *retired);
@@ -188,7 +188,7 @@ static int prepare(struct rw_worker *w)
 {
     char err[4096];
 
-    if (rw_registry_load(w->cfg.tasks_dir, &w->tasks, err, sizeof err) < 0) {
+    if (rw_builtin_registry_load(w->cfg.tasks_dir, &w->tasks, err, sizeof err) < 0) {
         rw_cli_error(CMD, "%s", err);
         return -1;
     }
