@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "worker/cli/run_hooks.h"
+#include "jobs/builtin/builtin.h"
 #include "worker/cli/cli.h"
 #include "worker/cli/commands.h"
 #include "worker/net/http_client.h"
