@@ -48,6 +48,76 @@ static const struct rw_builtin builtins[] = {
     { "http", rw_http_task_start, RW_SCOPE_GLOBAL, rw_http_task_abort },
 };
 
+/* ---- what a running built-in may call (through its host) -------------- */
+
+const char *rw_builtin_subject(const struct rw_builtin_job *bj)
+{
+    return bj->subject;
+}
+
+const json_t *rw_builtin_payload(const struct rw_builtin_job *bj)
+{
+    return bj->payload;
+}
+
+struct ev_loop *rw_builtin_loop(const struct rw_builtin_job *bj)
+{
+    return bj->loop;
+}
+
+const struct rw_config *rw_builtin_config(const struct rw_builtin_job *bj)
+{
+    return bj->cfg;
+}
+
+int rw_builtin_timeout_s(const struct rw_builtin_job *bj)
+{
+    return bj->timeout_s;
+}
+
+struct rw_http_client *rw_builtin_http(struct rw_builtin_job *bj)
+{
+    return bj->host->http(bj);
+}
+
+void rw_builtin_done(struct rw_builtin_job *bj, const char *error)
+{
+    bj->host->done(bj, error, false);
+}
+
+void rw_builtin_fail_final(struct rw_builtin_job *bj, const char *error)
+{
+    bj->host->done(bj, error, true);
+}
+
+void rw_builtin_set_data(struct rw_builtin_job *bj, void *data)
+{
+    bj->data = data;
+}
+
+void *rw_builtin_data(const struct rw_builtin_job *bj)
+{
+    return bj->data;
+}
+
+int rw_builtin_query_scoped(struct rw_builtin_job *bj, const char *sql, int nparams,
+                            const char *const *params, rw_builtin_query_cb cb, void *arg)
+{
+    const char *all[16];
+
+    if (!bj->subject || !rw_sql_uses_param1(sql) || nparams < 0 || nparams > 15) {
+        rw_job_log(RW_LOG_WARNING, bj, "scoped query refused: %s",
+                !bj->subject ? "the job has no subject"
+                : !rw_sql_uses_param1(sql) ? "the statement does not use $1 (the subject)"
+                : "too many parameters");
+        return -1;
+    }
+    all[0] = bj->subject;
+    for (int i = 0; i < nparams; i++)
+        all[i + 1] = params[i];
+    return bj->host->query(bj, sql, nparams + 1, all, cb, arg);
+}
+
 bool rw_sql_uses_param1(const char *sql)
 {
     for (const char *p = strstr(sql, "$1"); p; p = strstr(p + 1, "$1")) {

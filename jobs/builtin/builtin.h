@@ -1,6 +1,9 @@
-/* Built-in C tasks (noop, http delivery). The executor calls start(); the
- * task reports once through done(). System built-ins that touch the
- * database get the scoped query API of worker/executor.h, which always binds
+/* Built-in C tasks (noop, http delivery, purge). The host (the executor,
+ * jobs/exec/builtin_api.c) calls start(); the task reports once through
+ * rw_builtin_done(). A task reaches its host only through the struct
+ * rw_builtin_host given in its rw_builtin_job, so this layer links without
+ * the executor and a test can host a built-in with a fake. System built-ins
+ * that touch the database get the scoped query API below, which always binds
  * the job's subject. */
 #ifndef RW_BUILTIN_H
 #define RW_BUILTIN_H
@@ -11,8 +14,45 @@
 #include "jobs/task/taskfile.h"
 #include "worker/pg/pgconn.h"
 
+struct ev_loop;
+struct rw_config;
+struct rw_http_client;
+
 struct rw_task;
-struct rw_builtin_job;   /* executor-owned; opaque to tasks */
+struct rw_builtin_job;
+
+typedef void (*rw_builtin_query_cb)(struct rw_builtin_job *bj, const struct rw_pg_result *r,
+                                    void *arg);
+
+/* What the host provides to a running built-in. */
+struct rw_builtin_host {
+    /* The job ended: error NULL on success; final: dead at once, no retry. */
+    void (*done)(struct rw_builtin_job *bj, const char *error, bool final);
+    /* The shared outgoing HTTP client, or NULL when it cannot be created. */
+    struct rw_http_client *(*http)(struct rw_builtin_job *bj);
+    /* Runs sql with params on the admin connection (already checked and
+     * bound to the subject by rw_builtin_query_scoped). -1: not sent, the
+     * callback is never called. */
+    int (*query)(struct rw_builtin_job *bj, const char *sql, int nparams,
+                 const char *const *params, rw_builtin_query_cb cb, void *arg);
+};
+
+/* A running built-in job: made and freed by the host, which fills in what
+ * the task may read (all borrowed, valid until the job ends). Tasks use the
+ * accessors below, not the fields. */
+struct rw_builtin_job {
+    const struct rw_builtin_host *host;
+    void *host_job;               /* the host's own job (opaque here) */
+    long long id;                 /* for rw_job_log: id, task, attempts */
+    const char *task;
+    int attempts;
+    const char *subject;          /* NULL for a global built-in */
+    const json_t *payload;
+    struct ev_loop *loop;
+    const struct rw_config *cfg;
+    int timeout_s;
+    void *data;                   /* the task's own state (rw_builtin_set_data) */
+};
 
 struct rw_builtin {
     const char *name;
@@ -32,8 +72,6 @@ struct rw_builtin {
 /* The job's subject (borrowed; NULL for a global built-in). */
 const char *rw_builtin_subject(const struct rw_builtin_job *bj);
 
-typedef void (*rw_builtin_query_cb)(struct rw_builtin_job *bj, const struct rw_pg_result *r,
-                                    void *arg);
 /* The scoped query API for built-in system tasks: runs `sql` on the admin
  * connection with $1 always bound to the job's subject and params as
  * $2, $3, ... A statement that does not use $1, or a job without a subject,
@@ -56,17 +94,14 @@ int rw_builtin_registry_load(const char *dir, struct rw_registry **out, char *er
                              size_t errlen) __attribute__((warn_unused_result));
 
 /* Reports the end of a built-in job: `error` NULL on success, else a
- * message for last_error (borrowed; copied by the executor). Implemented by
- * the executor; a task calls it exactly once per start(). */
+ * message for last_error (borrowed; copied by the host). A task calls it
+ * exactly once per start(); bj is freed by the host. */
 void rw_builtin_done(struct rw_builtin_job *bj, const char *error);
 /* Like rw_builtin_done with an error, but the job is dead at once (no retry):
  * for input that can never succeed, e.g. a malformed payload. */
 void rw_builtin_fail_final(struct rw_builtin_job *bj, const char *error);
 
 /* What a running built-in may read (all borrowed, valid until it ends). */
-struct ev_loop;
-struct rw_config;
-struct rw_http_client;
 const json_t *rw_builtin_payload(const struct rw_builtin_job *bj);
 struct ev_loop *rw_builtin_loop(const struct rw_builtin_job *bj);
 const struct rw_config *rw_builtin_config(const struct rw_builtin_job *bj);

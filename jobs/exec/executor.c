@@ -7,16 +7,18 @@
  * together); COMMIT. Any error rolls everything back and the attempt is
  * reported as failed through the control connection. */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "jobs/builtin/builtin.h"
 #include "jobs/exec/backoff.h"
+#include "jobs/exec/exec_int.h"
+#include "worker/base/config.h"
 #include "worker/base/log.h"
 #include "worker/base/metrics.h"
-#include "worker/worker.h"
+#include "worker/net/http_client.h"
 
 #define SQLSTATE_NOT_HELD "RW001"
 #define SQLSTATE_QUERY_CANCELED "57014"
@@ -29,74 +31,60 @@ static int max_attempts(const struct rw_job *job)
         return job->max_attempts;
     if (job->t && job->t->max_attempts > 0)
         return job->t->max_attempts;
-    return job->w->cfg.max_attempts;
+    return job->ex->cfg->max_attempts;
 }
 
 static int timeout_s(const struct rw_job *job)
 {
-    return job->t && job->t->timeout_s > 0 ? job->t->timeout_s : job->w->cfg.task_timeout_s;
+    return job->t && job->t->timeout_s > 0 ? job->t->timeout_s : job->ex->cfg->task_timeout_s;
 }
 
-static void job_end(struct rw_job *job, const char *outcome)
+/* The job leaves the executor: metrics, then on_end hands it back to its
+ * owner, who frees it. */
+static void job_end(struct rw_job *job, const char *outcome, const struct rw_job_end *end)
 {
-    struct rw_worker *w = job->w;
+    struct rw_executor *ex = job->ex;
 
     if (outcome)
-        rw_metrics_job(w->metrics, job->task, outcome, ev_now(w->loop) - job->started);
+        rw_metrics_job(ex->metrics, job->task, outcome, ev_now(ex->loop) - job->started);
 
-    ev_timer_stop(w->loop, &job->timeout);
-    if (job->dispatched)
-        w->running--;
+    ev_timer_stop(ex->loop, &job->timeout);
     job->state = RW_JOB_ENDED;
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        w->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    w->inflight--;
-    rw_job_free(&job);
-    rw_sched_job_ended(w);
+    ex->cb.on_end(job, end, ex->cb.arg);
 }
 
 /* The one place a job's outcome is decided. */
 static void job_failed(struct rw_job *job, const char *error, bool final)
 {
-    struct rw_worker *w = job->w;
+    const struct rw_config *cfg = job->ex->cfg;
     bool dead = final || job->attempts >= max_attempts(job);
-    long long delay = dead ? 0 : rw_backoff_ms(job->attempts, w->cfg.backoff_base_ms,
-                                               (long long)w->cfg.backoff_max_s * 1000,
+    long long delay = dead ? 0 : rw_backoff_ms(job->attempts, cfg->backoff_base_ms,
+                                               (long long)cfg->backoff_max_s * 1000,
                                                (uint32_t)random());
 
     if (dead)
         rw_job_log(RW_LOG_WARNING, job, "failed, no retry: %s", error);
     else
         rw_job_log(RW_LOG_INFO, job, "failed, retry in %lld ms: %s", delay, error);
-    rw_sched_report(w, RW_OUT_FAIL, job->id, error, delay, dead);
-    if (dead)
-        w->stats.dead++;
-    else
-        w->stats.failed++;
-    job_end(job, dead ? "dead" : "failed");
+    struct rw_job_end end = {dead ? RW_JOB_DEAD : RW_JOB_FAILED, false, error, delay};
+    job_end(job, dead ? "dead" : "failed", &end);
 }
 
 static void job_completed(struct rw_job *job, bool report)
 {
-    job->w->stats.completed++;
+    struct rw_job_end end = {RW_JOB_COMPLETED, !report, NULL, 0};
+
     if (rw_log_enabled(RW_LOG_DEBUG))
         rw_job_log(RW_LOG_DEBUG, job, "completed in %.1f ms",
-                   (ev_now(job->w->loop) - job->started) * 1000.0);
-    if (report)
-        rw_sched_report(job->w, RW_OUT_COMPLETE, job->id, NULL, 0, false);
-    job_end(job, "completed");
+                   (ev_now(job->ex->loop) - job->started) * 1000.0);
+    job_end(job, "completed", &end);
 }
 
 static void job_released(struct rw_job *job)
 {
     rw_job_log(RW_LOG_INFO, job, "put back in the queue without counting the attempt");
-    job->w->stats.released++;
-    rw_sched_report(job->w, RW_OUT_RELEASE, job->id, NULL, 0, false);
-    job_end(job, "released");
+    struct rw_job_end end = {RW_JOB_RELEASED, false, NULL, 0};
+    job_end(job, "released", &end);
 }
 
 void rw_job_free(struct rw_job **jp)
@@ -114,6 +102,51 @@ void rw_job_free(struct rw_job **jp)
     free(job);
 }
 
+/* ---- the executor ------------------------------------------------------ */
+
+struct rw_executor *rw_exec_new(struct ev_loop *loop, const struct rw_config *cfg,
+                                struct rw_pool *const *pools, int npools,
+                                const char *user_role, struct rw_metrics *metrics,
+                                const struct rw_exec_callbacks *cb)
+{
+    struct rw_executor *ex = calloc(1, sizeof *ex);
+
+    if (!ex)
+        return NULL;
+    *ex = (struct rw_executor){loop, cfg, pools, npools, user_role, metrics, NULL, *cb, NULL};
+    return ex;
+}
+
+void rw_exec_set_tasks(struct rw_executor *ex, const struct rw_registry *tasks)
+{
+    ex->tasks = tasks;
+}
+
+void rw_exec_free(struct rw_executor **exp)
+{
+    struct rw_executor *ex = *exp;
+
+    *exp = NULL;
+    if (!ex)
+        return;
+    rw_http_client_free(&ex->http);  /* built-ins' HTTP client (jobs/builtin/http_task.c) */
+    free(ex);
+}
+
+void rw_exec_disconnect_all(struct rw_executor *ex)
+{
+    for (int i = 0; i < ex->npools; i++)
+        rw_pool_disconnect_all(ex->pools[i]);
+}
+
+static struct rw_pool *find_pool(const struct rw_executor *ex, const char *name)
+{
+    for (int i = 0; i < ex->npools; i++)
+        if (strcmp(rw_pool_name(ex->pools[i]), name) == 0)
+            return ex->pools[i];
+    return NULL;
+}
+
 /* ---- choosing the role ------------------------------------------------ */
 
 static struct rw_pool *pick_pool(struct rw_job *job, char *err, size_t errlen)
@@ -129,7 +162,7 @@ static struct rw_pool *pick_pool(struct rw_job *job, char *err, size_t errlen)
                      t->name, want);
             return NULL;
         }
-        return rw_worker_pool(job->w, "admin");
+        return find_pool(job->ex, "admin");
     }
     if (want && strcmp(want, "system") == 0) {
         snprintf(err, errlen, "task %s is user-scoped and cannot run as system", t->name);
@@ -139,9 +172,9 @@ static struct rw_pool *pick_pool(struct rw_job *job, char *err, size_t errlen)
         name = want;
     else
         name = t->run_as == RW_RUN_AS_ROLE ? t->role : "user";
-    p = rw_worker_pool(job->w, name);
-    if (!p && job->w->user_role && strcmp(name, job->w->user_role) == 0)
-        p = rw_worker_pool(job->w, "user");
+    p = find_pool(job->ex, name);
+    if (!p && job->ex->user_role && strcmp(name, job->ex->user_role) == 0)
+        p = find_pool(job->ex, "user");
     if (!p)
         snprintf(err, errlen, "no connection is configured for role \"%s\": "
                  "set role.%s = URL in the config file or pass --role %s=URL", name, name, name);
@@ -212,7 +245,7 @@ void rw_job_cancel(struct rw_job *job, const char *why)
 {
     job->cancel_requested = true;
     if (job->state == RW_JOB_WAITING) {
-        rw_pool_forget(job->pool, job);
+        rw_pool_forget(job->pool, &job->waiter);
         job_failed(job, why, true);
         return;
     }
@@ -221,9 +254,9 @@ void rw_job_cancel(struct rw_job *job, const char *why)
         rw_job_log(RW_LOG_INFO, job, "cancelling: %s", why);
         if (rw_pg_cancel(rw_pconn_pg(job->pc), err, sizeof err) < 0)
             rw_job_log(RW_LOG_WARNING, job, "could not cancel: %s", err);
-        ev_timer_stop(job->w->loop, &job->timeout);
+        ev_timer_stop(job->ex->loop, &job->timeout);
         job->timeout.repeat = CANCEL_GRACE_S;
-        ev_timer_again(job->w->loop, &job->timeout);
+        ev_timer_again(job->ex->loop, &job->timeout);
     }
     if (job->state == RW_JOB_RUNNING && job->bj) {
         rw_job_log(RW_LOG_INFO, job, "cancelling: %s", why);
@@ -323,7 +356,8 @@ static void sql_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     if (r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
         /* lock recovery gave the job to another worker: nothing to report */
         rw_job_log(RW_LOG_WARNING, job, "no longer held by this worker; its effects were rolled back");
-        job_end(job, "lost");
+        struct rw_job_end end = {RW_JOB_LOST, false, NULL, 0};
+        job_end(job, "lost", &end);
         return;
     }
     if (job->abandoned) {
@@ -351,8 +385,10 @@ static int bind_all(struct rw_job *job, struct sql_run *run, char *err, size_t e
     return 0;
 }
 
-void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc)
+/* The pool's waiter callback: the job has its connection. */
+static void job_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
 {
+    struct rw_job *job = (struct rw_job *)((char *)wt - offsetof(struct rw_job, waiter));
     const struct rw_task *t = job->t;
     rw_pg *pg = rw_pconn_pg(pc);
     struct sql_run *run = calloc(1, sizeof *run);
@@ -360,11 +396,11 @@ void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc)
     struct rw_pg_stmt *st = calloc((size_t)n, sizeof *st);
     char id[32], tmo[32], err[600];
     const char *set_params[3], *done_params[2];
-    bool user = job->pool != rw_worker_pool(job->w, "admin");
+    bool user = job->pool != find_pool(job->ex, "admin");
 
     job->pc = pc;
     job->state = RW_JOB_RUNNING;
-    job->started = ev_now(job->w->loop);
+    job->started = ev_now(job->ex->loop);
     if (!run || !st) {
         free(run);
         free(st);
@@ -417,7 +453,7 @@ void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc)
         "select rlsworker_api.complete_job($1::bigint, $2::uuid)", 2, done_params};
     st[n - 1] = (struct rw_pg_stmt){"commit", 0, NULL};
     ev_timer_set(&job->timeout, timeout_s(job) + 2.0, 0.);
-    ev_timer_start(job->w->loop, &job->timeout);
+    ev_timer_start(job->ex->loop, &job->timeout);
     int rc = rw_pg_submit(pg, st, n, sql_done, run);
     free(st);
     if (rc < 0) {
@@ -430,8 +466,10 @@ void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc)
 
 /* The job never started: it goes back uncounted (the database may be
  * restarting; a role that cannot log in at all is refused at start-up). */
-void rw_job_on_conn_failed(struct rw_job *job, const char *why)
+static void job_on_conn_failed(struct rw_pool_waiter *wt, const char *why)
 {
+    struct rw_job *job = (struct rw_job *)((char *)wt - offsetof(struct rw_job, waiter));
+
     rw_job_log(RW_LOG_WARNING, job, "could not connect as role %s: %s",
                rw_pool_name(job->pool), why);
     job_released(job);
@@ -439,15 +477,11 @@ void rw_job_on_conn_failed(struct rw_job *job, const char *why)
 
 /* ---- built-in tasks ---------------------------------------------------- */
 
-void rw_builtin_done(struct rw_builtin_job *bj, const char *error)
+/* From the host's done(): final is rw_builtin_fail_final's. */
+void rw_exec_builtin_done(struct rw_job *job, const char *error, bool final)
 {
-    struct rw_job *job = bj->job;
-    bool final = bj->final;     /* rw_builtin_fail_final */
-
     char err[256];
 
-    job->bj = NULL;
-    free(bj);
     if (job->abandoned) {
         job_released(job);
     } else if (job->timed_out) {
@@ -468,12 +502,14 @@ static void run_builtin(struct rw_job *job)
         job_failed(job, "out of memory", false);
         return;
     }
-    bj->job = job;
+    *bj = (struct rw_builtin_job){&rw_exec_builtin_host, job, job->id, job->task,
+                                  job->attempts, job->subject, job->payload,
+                                  job->ex->loop, job->ex->cfg, timeout_s(job), NULL};
     job->bj = bj;
     job->state = RW_JOB_RUNNING;
-    job->started = ev_now(job->w->loop);
+    job->started = ev_now(job->ex->loop);
     ev_timer_set(&job->timeout, timeout_s(job), 0.);
-    ev_timer_start(job->w->loop, &job->timeout);
+    ev_timer_start(job->ex->loop, &job->timeout);
     job->t->builtin->start(bj);
 }
 
@@ -481,18 +517,16 @@ static void run_builtin(struct rw_job *job)
 
 void rw_job_dispatch(struct rw_job *job)
 {
-    struct rw_worker *w = job->w;
+    struct rw_executor *ex = job->ex;
     char err[700];
 
     ev_init(&job->timeout, on_timeout);
     job->timeout.data = job;
-    job->started = ev_now(w->loop);
-    job->dispatched = true;
-    w->running++;
-    job->t = rw_registry_find(w->tasks, job->task);
+    job->started = ev_now(ex->loop);
+    job->t = rw_registry_find(ex->tasks, job->task);
     if (!job->t) {
         snprintf(err, sizeof err, "unknown task \"%s\": no task file of that name in %s "
-                 "and no built-in", job->task, w->cfg.tasks_dir);
+                 "and no built-in", job->task, ex->cfg->tasks_dir);
         job_failed(job, err, false);
         return;
     }
@@ -528,7 +562,8 @@ void rw_job_dispatch(struct rw_job *job)
         return;
     }
     job->state = RW_JOB_WAITING;
-    rw_pool_acquire(job->pool, job);
+    job->waiter = (struct rw_pool_waiter){job_on_conn, job_on_conn_failed, NULL};
+    rw_pool_acquire(job->pool, &job->waiter);
 }
 
 /* Shutdown: a job that has not started goes back without counting. */
@@ -538,7 +573,7 @@ void rw_job_release_if_waiting(struct rw_job *job)
         ev_init(&job->timeout, on_timeout);   /* job_end stops it */
         job_released(job);
     } else if (job->state == RW_JOB_WAITING) {
-        rw_pool_forget(job->pool, job);
+        rw_pool_forget(job->pool, &job->waiter);
         job_released(job);
     }
 }

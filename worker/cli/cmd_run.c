@@ -13,12 +13,11 @@
 #include "jobs/builtin/builtin.h"
 #include "worker/cli/cli.h"
 #include "worker/cli/commands.h"
-#include "worker/net/http_client.h"
 #include "worker/base/log.h"
 #include "worker/base/metrics.h"
 #include "worker/pg/migrations.h"
 #include "worker/pg/pgconn.h"
-#include "worker/worker.h"
+#include "worker/cli/worker.h"
 
 #define CMD "run"
 
@@ -84,11 +83,14 @@ static int make_pools(struct rw_worker *w)
     w->pools = calloc((size_t)(2 + cfg->nroles), sizeof *w->pools);
     if (!w->pools)
         return -1;
-    w->pools[w->npools++] = rw_pool_new(w, "admin", cfg->database_url, admin_max);
-    w->pools[w->npools++] = rw_pool_new(w, "user", cfg->authenticated_url, cfg->pool_size);
+    int tmo = cfg->connect_timeout_s;
+
+    w->pools[w->npools++] = rw_pool_new(w->loop, "admin", cfg->database_url, admin_max, tmo);
+    w->pools[w->npools++] = rw_pool_new(w->loop, "user", cfg->authenticated_url,
+                                        cfg->pool_size, tmo);
     for (int i = 0; i < cfg->nroles; i++)
-        w->pools[w->npools++] = rw_pool_new(w, cfg->roles[i].role, cfg->roles[i].url,
-                                            cfg->pool_size);
+        w->pools[w->npools++] = rw_pool_new(w->loop, cfg->roles[i].role, cfg->roles[i].url,
+                                            cfg->pool_size, tmo);
     for (int i = 0; i < w->npools; i++)
         if (!w->pools[i])
             return -1;
@@ -98,11 +100,11 @@ static int make_pools(struct rw_worker *w)
 static void on_stop_signal(struct ev_loop *loop, ev_signal *s, int revents)
 {
     struct rw_worker *w = s->data;
-    bool second = w->stopping;
+    bool second = rw_sched_stopping(w->sched);
 
     rw_info("received %s: %s", strsignal(s->signum),
             second ? "stopping now" : "finishing running jobs, then stopping");
-    rw_sched_stop(w, second);
+    rw_sched_stop(w->sched, second);
 }
 
 static void on_hup(struct ev_loop *loop, ev_signal *s, int revents)
@@ -122,6 +124,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *s, int revents)
             w->retired = retired;
             w->retired[w->nretired++] = w->tasks;
             w->tasks = reg;
+            rw_exec_set_tasks(w->ex, reg);
             rw_info("SIGHUP: loaded %d tasks from %s", rw_registry_count(reg), w->cfg.tasks_dir);
         }
     }
@@ -141,23 +144,44 @@ static void start_signals(struct rw_worker *w)
     signal(SIGPIPE, SIG_IGN);
 }
 
+static void on_registered(void *arg)
+{
+    rw_run_hooks_registered(arg);
+}
+
+static void on_stopping(void *arg)
+{
+    rw_run_hooks_quiesce(arg);
+}
+
+/* The scheduler claims into the executor, which reports back to it. */
+static int start_scheduler(struct rw_worker *w)
+{
+    struct rw_sched_callbacks scb = {on_registered, on_stopping, w};
+    struct rw_exec_callbacks ecb;
+
+    w->sched = rw_sched_new(w->loop, &w->cfg, w->id, w->host, w->once, &scb);
+    if (!w->sched)
+        return -1;
+    ecb = rw_sched_exec_callbacks(w->sched);
+    w->ex = rw_exec_new(w->loop, &w->cfg, w->pools, w->npools, w->user_role, w->metrics, &ecb);
+    if (!w->ex)
+        return -1;
+    rw_exec_set_tasks(w->ex, w->tasks);
+    return rw_sched_start(w->sched, w->ex);
+}
+
 static void worker_free(struct rw_worker *w)
 {
-    rw_http_client_free(&w->http);  /* built-ins' HTTP client (jobs/http_task.c) */
+    rw_sched_free(&w->sched);
+    rw_exec_free(&w->ex);
     for (int i = 0; i < w->npools; i++)
         rw_pool_free(&w->pools[i]);
     free(w->pools);
-    while (w->jobs) {
-        struct rw_job *j = w->jobs;
-        w->jobs = j->next;
-        rw_job_free(&j);
-    }
-    rw_pg_free(&w->ctl);
     for (int i = 0; i < w->nretired; i++)
         rw_registry_free(&w->retired[i]);
     free(w->retired);
     rw_registry_free(&w->tasks);
-    rw_sched_free_outcomes(w);
     free(w->user_role);
     rw_metrics_free(&w->metrics);
     rw_config_free(&w->cfg);
@@ -237,7 +261,7 @@ int rw_cmd_run(int argc, char **argv)
         goto out;
     w.loop = ev_default_loop(EVFLAG_AUTO);
     w.metrics = rw_metrics_new();
-    if (make_pools(&w) < 0 || rw_sched_start(&w) < 0) {
+    if (make_pools(&w) < 0 || start_scheduler(&w) < 0) {
         rw_cli_error(CMD, "out of memory");
         goto out;
     }
@@ -250,8 +274,9 @@ int rw_cmd_run(int argc, char **argv)
             w.cfg.concurrency, w.once ? ", --once" : "");
     ev_run(w.loop, 0);
     rw_run_hooks_stop(&w);
+    const struct rw_stats *st = rw_sched_stats(w.sched);
     rw_info("worker stopped: %lld claimed, %lld completed, %lld failed, %lld dead, %lld released",
-            w.stats.claimed, w.stats.completed, w.stats.failed, w.stats.dead, w.stats.released);
+            st->claimed, st->completed, st->failed, st->dead, st->released);
     rc = RW_EXIT_OK;
 out:
     worker_free(&w);

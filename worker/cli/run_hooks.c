@@ -10,7 +10,7 @@
 #include "worker/net/netguard.h"
 #include "worker/http/intake.h"
 #include "worker/checks/rolecheck.h"
-#include "worker/worker.h"
+#include "worker/cli/worker.h"
 
 int rw_run_hooks_prepare(struct rw_worker *w, char *err, size_t errlen)
 {
@@ -38,15 +38,19 @@ int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
 {
     if (w->crontab_pending) {
         /* started by the scheduler once the control connection is ready */
-        w->cron = rw_cron_runner_new(w->loop, w->ctl, w->crontab_pending, NULL);
+        w->cron = rw_cron_runner_new(w->loop, rw_sched_admin(w->sched), w->crontab_pending,
+                                     NULL);
         w->crontab_pending = NULL;
         if (!w->cron) {
             snprintf(err, errlen, "out of memory starting cron");
             return -1;
         }
     }
-    if (w->cfg.listen && rw_intake_start(w, err, errlen) < 0)
-        return -1;
+    if (w->cfg.listen) {
+        struct rw_intake_env env = {w->loop, &w->cfg, w->metrics, &w->tasks};
+        if (!(w->intake = rw_intake_start(&env, err, errlen)))
+            return -1;
+    }
     return 0;
 }
 
@@ -56,18 +60,23 @@ void rw_run_hooks_reload(struct rw_worker *w)
         (void)!rw_cron_runner_reload(w->cron, w->cfg.crontab);
 }
 
+void rw_run_hooks_registered(struct rw_worker *w)
+{
+    if (w->cron)
+        rw_cron_runner_start(w->cron);
+}
+
 void rw_run_hooks_quiesce(struct rw_worker *w)
 {
     if (w->cron)
         rw_cron_runner_stop(w->cron);
     if (w->intake)
-        rw_intake_stop(w);     /* no new enqueues while running jobs drain */
+        rw_intake_stop(w->intake);     /* no new enqueues while running jobs drain */
 }
 
 void rw_run_hooks_stop(struct rw_worker *w)
 {
-    if (w->cfg.listen)
-        rw_intake_free(w);
+    rw_intake_free(&w->intake);
     rw_cron_runner_free(&w->cron);
     rw_crontab_free(&w->crontab_pending);
 }

@@ -1,5 +1,5 @@
 /* Optional subsystems of `rlsworker run` (cron, HTTP intake, role checks),
- * each started and stopped in a stated order by worker/cmd_run.c. */
+ * each started and stopped in a stated order by worker/cli/cmd_run.c. */
 #ifndef RW_RUN_HOOKS_H
 #define RW_RUN_HOOKS_H
 
@@ -15,6 +15,8 @@ int rw_run_hooks_check_roles(struct rw_worker *w, char *err, size_t errlen);
 int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen);
 /* SIGHUP: reload the crontab (the old one stays on error). */
 void rw_run_hooks_reload(struct rw_worker *w);
+/* The scheduler registered on the control connection: start cron. */
+void rw_run_hooks_registered(struct rw_worker *w);
 /* Shutdown began: stop producing new jobs (cron ticks, intake). */
 void rw_run_hooks_quiesce(struct rw_worker *w);
 /* After the loop ended: free what start made. */

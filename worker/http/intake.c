@@ -14,7 +14,6 @@
 #include "worker/base/metrics.h"
 #include "worker/pg/migrations.h"
 #include "worker/auth/verifier.h"
-#include "worker/worker.h"
 
 /* ---- driving MHD from libev ---------------------------------------------- */
 
@@ -25,10 +24,10 @@ static void run_mhd(struct rw_intake *in)
     if (in->stopped || !in->mhd)
         return;
     MHD_run(in->mhd);
-    ev_timer_stop(in->w->loop, &in->timer);
+    ev_timer_stop(in->env.loop, &in->timer);
     if (MHD_get_timeout(in->mhd, &ms) == MHD_YES) {
         ev_timer_set(&in->timer, (double)ms / 1000.0, 0.);
-        ev_timer_start(in->w->loop, &in->timer);
+        ev_timer_start(in->env.loop, &in->timer);
     }
 }
 
@@ -40,9 +39,9 @@ void rw_intake_kick(struct rw_intake *in)
 {
     if (in->stopped)
         return;
-    ev_timer_stop(in->w->loop, &in->timer);
+    ev_timer_stop(in->env.loop, &in->timer);
     ev_timer_set(&in->timer, 0., 0.);
-    ev_timer_start(in->w->loop, &in->timer);
+    ev_timer_start(in->env.loop, &in->timer);
 }
 
 /* ---- answers ------------------------------------------------------------- */
@@ -99,7 +98,7 @@ static const char *route_label(const struct rw_req *r, char *buf, size_t n)
     case RT_READYZ: return "/readyz";
     case RT_METRICS: return "/metrics";
     case RT_WEBHOOK:
-        snprintf(buf, n, "/v1/webhooks/%s", r->in->w->cfg.webhooks[r->source].name);
+        snprintf(buf, n, "/v1/webhooks/%s", r->in->env.cfg->webhooks[r->source].name);
         return buf;
     case RT_NONE: break;
     }
@@ -137,7 +136,7 @@ static enum MHD_Result send_answer(struct rw_req *r)
                                 ? "POST" : "GET, HEAD");
     ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
-    rw_metrics_intake(r->in->w->metrics, r->status);
+    rw_metrics_intake(r->in->env.metrics, r->status);
     path = route_label(r, pathbuf, sizeof pathbuf);
     if (r->route == RT_JOBS || r->route == RT_WEBHOOK || r->status >= 500) {
         if (r->job_id)
@@ -183,7 +182,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 static void route(struct rw_req *r, const char *url, const char *method)
 {
-    const struct rw_config *cfg = &r->in->w->cfg;
+    const struct rw_config *cfg = r->in->env.cfg;
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     bool post = !strcmp(method, "POST");
 
@@ -214,7 +213,7 @@ static void check_post_headers(struct rw_req *r)
 {
     const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
-    long long limit = r->in->w->cfg.body_limit;
+    long long limit = r->in->env.cfg->body_limit;
 
     if (!rw_intake_is_json(ct)) {
         rw_req_error(r, 415, "unsupported_media_type", "send the body as application/json");
@@ -251,7 +250,7 @@ static enum MHD_Result first_call(struct rw_intake *in, struct MHD_Connection *c
  * with 413 at the end, or the connection is dropped past 4x the limit. */
 static enum MHD_Result take_chunk(struct rw_req *r, const char *data, size_t n)
 {
-    size_t limit = (size_t)r->in->w->cfg.body_limit;
+    size_t limit = (size_t)r->in->env.cfg->body_limit;
 
     if (r->too_big || r->len + n > limit) {
         r->too_big = true;
@@ -289,7 +288,7 @@ static void answer_get(struct rw_req *r)
         rw_req_error(r, 503, "not_ready", "%s", in->not_ready);
     } else {
         r->resp_text = true;
-        rw_req_answer(r, 200, rw_metrics_render(in->w->metrics));
+        rw_req_answer(r, 200, rw_metrics_render(in->env.metrics));
     }
 }
 
@@ -301,14 +300,14 @@ static void final_call(struct rw_req *r)
     }
     if (r->too_big) {
         rw_req_error(r, 413, "body_too_large", "the body is larger than the %d-byte limit",
-                     r->in->w->cfg.body_limit);
+                     r->in->env.cfg->body_limit);
         return;
     }
     if (!r->body && !(r->body = calloc(1, 1))) {
         rw_req_error(r, 503, "out_of_memory", "out of memory");
         return;
     }
-    if (r->in->waiting >= r->in->w->cfg.intake_max_inflight) {
+    if (r->in->waiting >= r->in->env.cfg->intake_max_inflight) {
         rw_req_error(r, 503, "overloaded", "too many requests in flight; retry shortly");
         return;
     }
@@ -382,11 +381,11 @@ static int listen_socket(const char *addr, char *err, size_t errlen)
  * user-scoped (a webhook carries no user claims). */
 static int check_webhooks(struct rw_intake *in, char *err, size_t errlen)
 {
-    const struct rw_config *cfg = &in->w->cfg;
+    const struct rw_config *cfg = in->env.cfg;
 
     for (int i = 0; i < cfg->nwebhooks; i++) {
         const struct rw_webhook_source *s = &cfg->webhooks[i];
-        const struct rw_task *t = s->task ? rw_registry_find(in->w->tasks, s->task) : NULL;
+        const struct rw_task *t = s->task ? rw_registry_find(*in->env.tasks, s->task) : NULL;
 
         if (!s->secret || !s->task) {
             snprintf(err, errlen, "webhook source \"%s\" needs both webhook.%s.secret and "
@@ -411,18 +410,18 @@ static int check_webhooks(struct rw_intake *in, char *err, size_t errlen)
 
 static int make_verifier(struct rw_intake *in, char *err, size_t errlen)
 {
-    const struct rw_config *cfg = &in->w->cfg;
+    const struct rw_config *cfg = in->env.cfg;
 
     if (!cfg->jwt_secret && !cfg->jwks_url) {
         rw_warn("http intake: neither JWT_SECRET nor JWKS_URL is set: "
                 "POST /v1/jobs answers 503 until one is");
         return 0;
     }
-    if (cfg->jwks_url && !(in->http = rw_http_client_new(in->w->loop))) {
+    if (cfg->jwks_url && !(in->http = rw_http_client_new(in->env.loop))) {
         snprintf(err, errlen, "could not create the HTTP client for JWKS_URL");
         return -1;
     }
-    in->verifier = rw_verifier_new(in->w->loop, in->http, cfg, err, errlen);
+    in->verifier = rw_verifier_new(in->env.loop, in->http, cfg, err, errlen);
     if (!in->verifier)
         return -1;
     rw_verifier_prefetch(in->verifier);
@@ -431,7 +430,7 @@ static int make_verifier(struct rw_intake *in, char *err, size_t errlen)
 
 static int start_daemon(struct rw_intake *in, char *err, size_t errlen)
 {
-    const struct rw_config *cfg = &in->w->cfg;
+    const struct rw_config *cfg = in->env.cfg;
     const union MHD_DaemonInfo *info;
     int fd = listen_socket(cfg->listen, err, errlen);
 
@@ -458,38 +457,36 @@ static int start_daemon(struct rw_intake *in, char *err, size_t errlen)
     }
     ev_io_init(&in->io, on_io, info->epoll_fd, EV_READ);
     in->io.data = in;
-    ev_io_start(in->w->loop, &in->io);
+    ev_io_start(in->env.loop, &in->io);
     ev_init(&in->timer, on_timer);
     in->timer.data = in;
     run_mhd(in);
     return 0;
 }
 
-int rw_intake_start(struct rw_worker *w, char *err, size_t errlen)
+struct rw_intake *rw_intake_start(const struct rw_intake_env *env, char *err, size_t errlen)
 {
     struct rw_intake *in = calloc(1, sizeof *in);
 
     if (!in) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return NULL;
     }
-    in->w = w;
-    w->intake = in;
+    in->env = *env;
     if (check_webhooks(in, err, errlen) < 0 || make_verifier(in, err, errlen) < 0 ||
         rw_intake_db_start(in) < 0 || start_daemon(in, err, errlen) < 0) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
-        rw_intake_free(w);
-        return -1;
+        rw_intake_free(&in);
+        return NULL;
     }
     rw_info("http intake listening on %s (%d webhook sources, POST /v1/jobs %s)",
-            w->cfg.listen, w->cfg.nwebhooks, in->verifier ? "on" : "off");
-    return 0;
+            env->cfg->listen, env->cfg->nwebhooks, in->verifier ? "on" : "off");
+    return in;
 }
 
-void rw_intake_stop(struct rw_worker *w)
+void rw_intake_stop(struct rw_intake *in)
 {
-    struct rw_intake *in = w->intake;
     bool was_running;
 
     if (!in || in->stopped)
@@ -497,8 +494,8 @@ void rw_intake_stop(struct rw_worker *w)
     in->stopped = true;
     was_running = in->mhd != NULL;
     if (in->mhd) {
-        ev_io_stop(w->loop, &in->io);
-        ev_timer_stop(w->loop, &in->timer);
+        ev_io_stop(in->env.loop, &in->io);
+        ev_timer_stop(in->env.loop, &in->timer);
     }
     /* requests waiting on the verifier or the database are dropped: resume
      * them so MHD can close them; nothing was stored for those on the
@@ -523,15 +520,15 @@ void rw_intake_stop(struct rw_worker *w)
         rw_info("http intake stopped");
 }
 
-void rw_intake_free(struct rw_worker *w)
+void rw_intake_free(struct rw_intake **inp)
 {
-    struct rw_intake *in = w->intake;
+    struct rw_intake *in = *inp;
 
+    *inp = NULL;
     if (!in)
         return;
-    rw_intake_stop(w);
+    rw_intake_stop(in);
     rw_verifier_free(&in->verifier);
     rw_http_client_free(&in->http);
     free(in);
-    w->intake = NULL;
 }

@@ -25,7 +25,19 @@
 #include <sys/socket.h>
 #include <time.h>
 
-struct rw_worker;
+struct ev_loop;
+struct rw_config;
+struct rw_metrics;
+struct rw_registry;
+struct rw_intake;
+
+/* What the intake uses, all borrowed; each must outlive the intake. */
+struct rw_intake_env {
+    struct ev_loop *loop;
+    const struct rw_config *cfg;
+    struct rw_metrics *metrics;
+    struct rw_registry *const *tasks;   /* the registry in use (SIGHUP swaps *tasks) */
+};
 
 /* Retry-After sent with 503 answers. */
 #define RW_INTAKE_RETRY_AFTER_S 1
@@ -38,19 +50,20 @@ struct rw_worker;
 #define RW_JOB_KEY_MAX 255
 #define RW_JOB_RUN_AT_MAX 64
 
-/* ---- lifecycle (called by scheduler/run_hooks.c) ------------------------ */
+/* ---- lifecycle (called by worker/cli/run_hooks.c) ----------------------- */
 
-/* Parses cfg.listen, checks the webhook sources against the task registry,
- * builds the token verifier, binds and starts serving on w->loop. Sets
- * w->intake. Returns 0, or -1 with err filled (port in use, bad address,
- * misconfigured source or JWT settings); nothing is left running then. */
-int rw_intake_start(struct rw_worker *w, char *err, size_t errlen)
+/* Parses cfg->listen, checks the webhook sources against the task registry,
+ * builds the token verifier, binds and starts serving on env->loop. Returns
+ * the intake (owned by the caller), or NULL with err filled (port in use,
+ * bad address, misconfigured source or JWT settings); nothing is left
+ * running then. */
+struct rw_intake *rw_intake_start(const struct rw_intake_env *env, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 /* Stops accepting and closes every connection; waiting requests are dropped
  * (nothing half-stored: an enqueue is one statement). Idempotent. */
-void rw_intake_stop(struct rw_worker *w);
-/* Stops (if needed) and frees w->intake; NULLs it. */
-void rw_intake_free(struct rw_worker *w);
+void rw_intake_stop(struct rw_intake *in);
+/* Stops (if needed) and frees the intake; NULLs *in. */
+void rw_intake_free(struct rw_intake **in);
 
 /* ---- pure helpers -------------------------------------------------------- */
 

@@ -9,7 +9,6 @@
 #include "worker/base/log.h"
 #include "worker/base/metrics.h"
 #include "worker/pg/migrations.h"
-#include "worker/worker.h"
 
 static const char CHECK_SQL[] =
     "select coalesce(max(version), 0) from rlsworker.migrations";
@@ -25,7 +24,7 @@ static const char ADD_WEBHOOK_JOB_SQL[] =
 static void on_checked(rw_pg *pg, const struct rw_pg_result *res, void *arg)
 {
     struct rw_intake *in = arg;
-    struct rw_metrics *m = in->w->metrics;
+    struct rw_metrics *m = in->env.metrics;
     int v;
 
     in->check_inflight = false;
@@ -76,7 +75,7 @@ static void on_ready(rw_pg *pg, void *arg)
 static void on_lost(rw_pg *pg, const char *why, void *arg)
 {
     struct rw_intake *in = arg;
-    int max_ms = in->w->cfg.reconnect_max_s * 1000;
+    int max_ms = in->env.cfg->reconnect_max_s * 1000;
 
     in->pg_ready = false;
     in->schema_ok = false;
@@ -89,7 +88,7 @@ static void on_lost(rw_pg *pg, const char *why, void *arg)
         in->backoff_ms = max_ms;
     rw_warn("http intake: lost the database: %s; reconnecting in %d ms", why, in->backoff_ms);
     ev_timer_set(&in->retry, in->backoff_ms / 1000.0, 0.);
-    ev_timer_start(in->w->loop, &in->retry);
+    ev_timer_start(in->env.loop, &in->retry);
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *t, int revents)
@@ -102,9 +101,9 @@ static void on_retry(struct ev_loop *loop, ev_timer *t, int revents)
 int rw_intake_db_start(struct rw_intake *in)
 {
     struct rw_pg_callbacks cb = {.on_ready = on_ready, .on_lost = on_lost, .arg = in};
-    struct ev_loop *loop = in->w->loop;
+    struct ev_loop *loop = in->env.loop;
 
-    in->pg = rw_pg_new(loop, in->w->cfg.database_url, &cb, in->w->cfg.connect_timeout_s);
+    in->pg = rw_pg_new(loop, in->env.cfg->database_url, &cb, in->env.cfg->connect_timeout_s);
     if (!in->pg)
         return -1;
     snprintf(in->not_ready, sizeof in->not_ready, "connecting to the database");
@@ -119,9 +118,9 @@ int rw_intake_db_start(struct rw_intake *in)
 
 void rw_intake_db_stop(struct rw_intake *in)
 {
-    if (in->w && in->w->loop) {
-        ev_timer_stop(in->w->loop, &in->retry);
-        ev_timer_stop(in->w->loop, &in->check);
+    if (in->env.loop) {
+        ev_timer_stop(in->env.loop, &in->retry);
+        ev_timer_stop(in->env.loop, &in->check);
     }
     /* pending ops are dropped without their callbacks (rw_pg_free) */
     rw_pg_free(&in->pg);
@@ -224,7 +223,7 @@ bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task)
 
     if (!rw_intake_db_ready(in))
         return false;
-    params[0] = in->w->cfg.webhooks[r->source].name;
+    params[0] = in->env.cfg->webhooks[r->source].name;
     params[1] = r->wh_id;
     params[2] = task;
     params[3] = r->body;

@@ -11,7 +11,6 @@
 #include "worker/base/log.h"
 #include "worker/base/metrics.h"
 #include "worker/auth/verifier.h"
-#include "worker/worker.h"
 
 static void not_ready(struct rw_req *r)
 {
@@ -21,7 +20,7 @@ static void not_ready(struct rw_req *r)
 
 static void token_refused(struct rw_req *r, const char *label, const char *why)
 {
-    rw_metrics_token_rejected(r->in->w->metrics, label);
+    rw_metrics_token_rejected(r->in->env.metrics, label);
     rw_req_error(r, 401, "invalid_token", "the bearer token was refused: %s", why);
 }
 
@@ -34,7 +33,7 @@ static char *claims_text(struct rw_req *r, json_t *claims)
         rw_req_error(r, 503, "out_of_memory", "out of memory");
         return NULL;
     }
-    if (strlen(text) > (size_t)r->in->w->cfg.claims_max_bytes) {
+    if (strlen(text) > (size_t)r->in->env.cfg->claims_max_bytes) {
         free(text);
         token_refused(r, "claims_too_large", "claims too large");
         return NULL;
@@ -52,7 +51,7 @@ static void enqueue_verified(struct rw_req *r, json_t *claims)
         rw_req_error(r, 400, "bad_request", "%s", r->parse_err);
         return;
     }
-    t = rw_registry_find(r->in->w->tasks, r->job.task);
+    t = rw_registry_find(*r->in->env.tasks, r->job.task);
     if (!t || !t->http_enqueue || t->run_as != RW_RUN_AS_USER) {
         rw_req_error(r, 403, "task_not_allowed", "task \"%s\" may not be enqueued over "
                      "HTTP (its file needs \"-- enqueue: user\")", r->job.task);
@@ -123,18 +122,18 @@ static const char *header(struct rw_req *r, const char *name)
 void rw_intake_webhook(struct rw_req *r)
 {
     struct rw_intake *in = r->in;
-    const struct rw_webhook_source *s = &in->w->cfg.webhooks[r->source];
+    const struct rw_webhook_source *s = &in->env.cfg->webhooks[r->source];
     const char *id = header(r, "webhook-id");
     enum rw_webhook_verdict v;
     json_t *body;
 
     v = rw_webhook_verify(in->keys[r->source].key, (size_t)in->keys[r->source].keylen, id,
                           header(r, "webhook-timestamp"), header(r, "webhook-signature"),
-                          r->body, r->len, time(NULL), in->w->cfg.webhook_tolerance_s);
+                          r->body, r->len, time(NULL), in->env.cfg->webhook_tolerance_s);
     if (v != RW_WEBHOOK_OK) {
         char label[40];
         snprintf(label, sizeof label, "webhook_%s", rw_webhook_verdict_label(v));
-        rw_metrics_token_rejected(in->w->metrics, label);
+        rw_metrics_token_rejected(in->env.metrics, label);
         rw_req_error(r, 401, "invalid_signature", "webhook refused: %s (Standard Webhooks "
                      "headers webhook-id, webhook-timestamp, webhook-signature)",
                      rw_webhook_verdict_label(v));
@@ -148,7 +147,7 @@ void rw_intake_webhook(struct rw_req *r)
         return;
     }
     json_decref(body);
-    if (!rw_registry_find(in->w->tasks, s->task)) {
+    if (!rw_registry_find(*in->env.tasks, s->task)) {
         rw_req_error(r, 503, "task_not_loaded", "task \"%s\" of this source is not loaded",
                      s->task);
         return;

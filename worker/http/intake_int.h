@@ -50,7 +50,7 @@ struct rw_req {
 };
 
 struct rw_intake {
-    struct rw_worker *w;          /* borrowed */
+    struct rw_intake_env env;     /* all borrowed */
     struct MHD_Daemon *mhd;
     ev_io io;                     /* MHD's epoll fd */
     ev_timer timer;               /* MHD_get_timeout */

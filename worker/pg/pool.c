@@ -1,40 +1,44 @@
 /* Connection pools, one per database role: bounded, opened on demand,
  * a connection not idle after a job is discarded, never reused. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "worker/base/log.h"
-#include "worker/worker.h"
+#include "worker/pg/pool.h"
 
 struct rw_pconn {
     struct rw_pool *pool;
     rw_pg *pg;
-    struct rw_job *job;          /* job using it, or NULL */
+    struct rw_pool_waiter *job;  /* waiter using it, or NULL */
     bool ready;
     struct rw_pconn *next;
 };
 
 struct rw_pool {
-    struct rw_worker *w;
+    struct ev_loop *loop;
+    int connect_timeout_s;
     char *name;
     char *url;
     int max;
     int n;                       /* connections open or opening */
     int opening;
     struct rw_pconn *conns;
-    struct rw_job *wait_head, *wait_tail;
+    struct rw_pool_waiter *wait_head, *wait_tail;
 };
 
 static void pc_ready(rw_pg *pg, void *arg);
 static void pc_lost(rw_pg *pg, const char *why, void *arg);
 
-struct rw_pool *rw_pool_new(struct rw_worker *w, const char *name, const char *url, int max)
+struct rw_pool *rw_pool_new(struct ev_loop *loop, const char *name, const char *url, int max,
+                            int connect_timeout_s)
 {
     struct rw_pool *p = calloc(1, sizeof *p);
 
     if (!p)
         return NULL;
-    p->w = w;
+    p->loop = loop;
+    p->connect_timeout_s = connect_timeout_s;
     p->name = strdup(name);
     p->url = strdup(url);
     p->max = max > 0 ? max : 1;
@@ -47,14 +51,6 @@ struct rw_pool *rw_pool_new(struct rw_worker *w, const char *name, const char *u
 
 const char *rw_pool_name(const struct rw_pool *p) { return p->name; }
 rw_pg *rw_pconn_pg(struct rw_pconn *pc) { return pc->pg; }
-
-struct rw_pool *rw_worker_pool(struct rw_worker *w, const char *name)
-{
-    for (int i = 0; i < w->npools; i++)
-        if (strcmp(w->pools[i]->name, name) == 0)
-            return w->pools[i];
-    return NULL;
-}
 
 static void unlink_pc(struct rw_pconn *pc)
 {
@@ -86,23 +82,23 @@ void rw_pool_free(struct rw_pool **pp)
     free(p);
 }
 
-static struct rw_job *pop_waiter(struct rw_pool *p)
+static struct rw_pool_waiter *pop_waiter(struct rw_pool *p)
 {
-    struct rw_job *job = p->wait_head;
+    struct rw_pool_waiter *job = p->wait_head;
 
     if (job) {
-        p->wait_head = job->wait_next;
+        p->wait_head = job->next;
         if (!p->wait_head)
             p->wait_tail = NULL;
-        job->wait_next = NULL;
+        job->next = NULL;
     }
     return job;
 }
 
-static void give(struct rw_pconn *pc, struct rw_job *job)
+static void give(struct rw_pconn *pc, struct rw_pool_waiter *job)
 {
     pc->job = job;
-    rw_job_on_conn(job, pc);
+    job->on_conn(job, pc);
 }
 
 static void open_one(struct rw_pool *p)
@@ -114,7 +110,7 @@ static void open_one(struct rw_pool *p)
         return;
     cb.arg = pc;
     pc->pool = p;
-    pc->pg = rw_pg_new(p->w->loop, p->url, &cb, p->w->cfg.connect_timeout_s);
+    pc->pg = rw_pg_new(p->loop, p->url, &cb, p->connect_timeout_s);
     if (!pc->pg) {
         free(pc);
         return;
@@ -129,7 +125,7 @@ static void open_one(struct rw_pool *p)
     rw_pg_connect(pc->pg);
 }
 
-void rw_pool_acquire(struct rw_pool *p, struct rw_job *job)
+void rw_pool_acquire(struct rw_pool *p, struct rw_pool_waiter *job)
 {
     int waiting = 0;
 
@@ -139,37 +135,37 @@ void rw_pool_acquire(struct rw_pool *p, struct rw_job *job)
             return;
         }
     }
-    job->wait_next = NULL;
+    job->next = NULL;
     if (p->wait_tail)
-        p->wait_tail->wait_next = job;
+        p->wait_tail->next = job;
     else
         p->wait_head = job;
     p->wait_tail = job;
-    for (struct rw_job *j = p->wait_head; j; j = j->wait_next)
+    for (struct rw_pool_waiter *j = p->wait_head; j; j = j->next)
         waiting++;
     if (p->opening < waiting && p->n < p->max)
         open_one(p);
 }
 
-void rw_pool_forget(struct rw_pool *p, struct rw_job *job)
+void rw_pool_forget(struct rw_pool *p, struct rw_pool_waiter *job)
 {
-    struct rw_job **jp = &p->wait_head;
+    struct rw_pool_waiter **jp = &p->wait_head;
 
     p->wait_tail = NULL;
     while (*jp) {
         if (*jp == job)
-            *jp = job->wait_next;
+            *jp = job->next;
         else {
             p->wait_tail = *jp;
-            jp = &(*jp)->wait_next;
+            jp = &(*jp)->next;
         }
     }
-    job->wait_next = NULL;
+    job->next = NULL;
 }
 
 static void serve_next(struct rw_pconn *pc)
 {
-    struct rw_job *job = pop_waiter(pc->pool);
+    struct rw_pool_waiter *job = pop_waiter(pc->pool);
 
     if (job)
         give(pc, job);
@@ -221,9 +217,9 @@ static void pc_lost(rw_pg *pg, const char *why, void *arg)
     rw_error("could not connect as role %s: %s", p->name, why);
     /* nobody can serve the waiters if no connection is left */
     if (p->n == 0) {
-        struct rw_job *job;
+        struct rw_pool_waiter *job;
         while ((job = pop_waiter(p)) != NULL)
-            rw_job_on_conn_failed(job, why);
+            job->on_fail(job, why);
     }
 }
 
