@@ -82,7 +82,7 @@ int rw_builtin_query_scoped(struct rw_builtin_job *bj, const char *sql, int npar
 /* True when sql references $1 as a parameter (not $10, not inside a word). */
 bool rw_sql_uses_param1(const char *sql);
 
-/* jobs/http_task.c: the `http` built-in (docs/http-task.md). */
+/* jobs/builtin/http_task.c: the `http` built-in (docs/http-task.md). */
 void rw_http_task_start(struct rw_builtin_job *bj);
 void rw_http_task_abort(struct rw_builtin_job *bj);
 

@@ -1,4 +1,4 @@
-/* Unit tests of the pure JWT layer (worker/jwt.c, jwt_claims.c, jwk.c):
+/* Unit tests of the pure JWT layer (worker/auth/jwt.c, jwt_claims.c, jwk.c):
  * strict base64url, header and claim rules, JWK parsing and key binding.
  * Keys are generated here with OpenSSL; tokens are minted by hand. */
 #include <setjmp.h>

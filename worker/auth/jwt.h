@@ -72,7 +72,7 @@ const char *rw_jwt_reason_label(enum rw_jwt_reason r);
 
 enum rw_jwt_mode { RW_JWT_MODE_JWKS, RW_JWT_MODE_SECRET };
 
-struct rw_jwk_set;   /* worker/jwk.h */
+struct rw_jwk_set;   /* worker/auth/jwk.h */
 
 /* Everything rw_jwt_verify needs; all pointers borrowed. */
 struct rw_jwt_params {

@@ -1,5 +1,5 @@
 /* Token verifier: one object built from struct rw_config that picks the mode
- * and feeds rw_jwt_verify (worker/jwt.h) with the secret or the cached JWKS.
+ * and feeds rw_jwt_verify (worker/auth/jwt.h) with the secret or the cached JWKS.
  *
  * Modes, never mixed: JWKS_URL set → RS256/ES256 against the key set;
  * JWT_SECRET set → HS256 only. Neither, both, or a secret shorter than
@@ -10,7 +10,7 @@
  * answers through the callback, always from the loop and never before it
  * returns. A token naming an unknown kid (or arriving before the first JWKS
  * fetch finished) waits for one refresh of the key set, subject to the
- * cache's rate limit (worker/jwks.h), then is verified again exactly once.
+ * cache's rate limit (worker/auth/jwks.h), then is verified again exactly once.
  *
  * Blocking use (CLI): rw_verifier_verify_sync runs the verifier's loop until
  * the answer is there; the loop must be private to the caller and not

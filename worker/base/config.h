@@ -64,7 +64,7 @@ struct rw_config {
     int intake_conn_timeout_s;
     int http_max_response;
     int http_timeout_s;        /* outgoing HTTP of the http built-in */
-    char *http_allow;          /* netguard allowlist (worker/netguard.h), or NULL */
+    char *http_allow;          /* netguard allowlist (worker/net/netguard.h), or NULL */
     struct rw_webhook_source webhooks[RW_MAX_WEBHOOKS];
     int nwebhooks;
     /* logging */

@@ -1,5 +1,5 @@
 /* Role and RLS checks: the fail-closed start-up checks of `rlsworker run`
- * and the report of `rlsworker doctor` (DESIGN.md, security model 3).
+ * and the report of `rlsworker doctor` (docs/security.md).
  *
  * A report is a list of checks, each with a stable id (e.g.
  * "restricted.bypassrls"), a status, the role it is about and a message that

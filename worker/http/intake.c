@@ -1,5 +1,5 @@
 /* HTTP intake: libmicrohttpd in external epoll mode on the libev loop,
- * request lifecycle, routing, answers (see worker/intake.h, docs/http.md). */
+ * request lifecycle, routing, answers (see worker/http/intake.h, docs/http.md). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -33,7 +33,7 @@ struct rw_http_request {
     long timeout_ms;             /* whole transfer; must be > 0 */
     size_t max_response;         /* body bytes kept at most; more is an error */
     bool https_or_loopback;      /* refuse http:// unless the host is loopback */
-    /* Optional connection guard (worker/netguard.h): called with every
+    /* Optional connection guard (worker/net/netguard.h): called with every
      * address curl is about to connect to, after DNS resolution; false
      * refuses it, with `why` filled. If no connection can be made, the
      * result has refused set and error = why. allow_arg is borrowed and

@@ -1,4 +1,4 @@
-/* The outgoing-HTTP guard (DESIGN.md, security model 7): built-in tasks may
+/* The outgoing-HTTP guard (docs/security.md): built-in tasks may
  * not reach private, loopback, link-local, metadata or otherwise special
  * addresses, unless the operator allowlisted them in `http_allow`.
  *
