@@ -59,6 +59,10 @@ struct rw_sched {
 void rw_sched_check_done(struct rw_sched *s);
 void rw_sched_finish(struct rw_sched *s);
 void rw_sched_maybe_claim(struct rw_sched *s);
+/* outcomes.c: batching of outcomes */
+void rw_sched_flush_outcomes(struct rw_sched *s, bool force);
+void rw_sched_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents);
+void rw_sched_free_outcomes(struct rw_sched *s);
 /* Queues a job's outcome for the next batch on the control connection. */
 void rw_sched_report(struct rw_sched *s, enum rw_outcome_kind kind, long long id,
                      const char *error, long long delay_ms, bool dead);
