@@ -57,50 +57,6 @@ const char *rw_jwt_reason_label(enum rw_jwt_reason r)
     return reasons[r].label;
 }
 
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-bool rw_b64url_decode(const char *in, size_t len, unsigned char *out,
-                      size_t outcap, size_t *outlen)
-{
-    unsigned long acc = 0;
-    int bits = 0;
-    size_t n = 0;
-
-    if (len % 4 == 1)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)in[i]);
-        if (v < 0)
-            return false;
-        acc = (acc << 6) | (unsigned long)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n >= outcap)
-                return false;
-            out[n++] = (unsigned char)(acc >> bits);
-            acc &= (1UL << bits) - 1;
-        }
-    }
-    if (acc != 0)               /* non-canonical: unused trailing bits set */
-        return false;
-    *outlen = n;
-    return true;
-}
-
 /* A token split into its three segments, each decoded. */
 struct jwt_parts {
     const char *seg[3];

@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "worker/base/base64.h"
+
 #define RW_JWT_MAX_TOKEN 8192
 #define RW_JWT_MAX_SUB 255
 #define RW_JWT_MIN_SECRET 32
@@ -93,13 +95,7 @@ enum rw_jwt_reason rw_jwt_verify(const struct rw_jwt_params *p, const char *toke
                                  size_t len, time_t now, json_t **claims)
     __attribute__((warn_unused_result));
 
-/* Strict base64url (RFC 4648 §5, no padding, canonical trailing bits).
- * Decodes in[0..len) into out (capacity outcap). Returns false on any
- * non-alphabet byte, impossible length, non-zero trailing bits or overflow. */
-bool rw_b64url_decode(const char *in, size_t len, unsigned char *out,
-                      size_t outcap, size_t *outlen) __attribute__((warn_unused_result));
-/* Largest decoded size of n base64url characters. */
-#define RW_B64URL_DECODED_MAX(n) (((n) / 4) * 3 + 2)
+/* rw_b64url_decode and RW_B64URL_DECODED_MAX: worker/base/base64.h */
 
 /* Checks the claim rules (exp/nbf/iat, iss, aud, sub, NUL) on a parsed
  * object. Exposed for unit tests; rw_jwt_verify calls it. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/base/base64.h"
 #include "worker/http/intake.h"
 
 #define SHA256_LEN 32
@@ -25,46 +26,14 @@ const char *rw_webhook_verdict_label(enum rw_webhook_verdict v)
     return "unknown";
 }
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
 /* Strict standard base64 with padding (RFC 4648 §4). Returns the decoded
  * length, or -1 when malformed or longer than max. */
 static int b64_decode(const char *in, size_t len, unsigned char *out, size_t max)
 {
-    size_t o = 0;
+    size_t n;
 
-    if (len == 0 || len % 4 != 0)
-        return -1;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4], pad = 0;
-        for (int k = 0; k < 4; k++) {
-            unsigned char c = (unsigned char)in[i + k];
-            if (c == '=' && i + 4 == len && k >= 2) {
-                v[k] = 0;
-                pad++;
-            } else if (pad || (v[k] = b64val(c)) < 0) {
-                return -1;
-            }
-        }
-        if ((pad == 2 && (v[1] & 0x0f)) || (pad == 1 && (v[2] & 0x03)))
-            return -1;   /* non-canonical trailing bits */
-        if (o + (size_t)(3 - pad) > max)
-            return -1;
-        out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
-        if (pad < 2)
-            out[o++] = (unsigned char)(v[1] << 4 | v[2] >> 2);
-        if (pad < 1)
-            out[o++] = (unsigned char)(v[2] << 6 | v[3]);
-    }
-    return (int)o;
+    return rw_b64_decode(RW_B64_STD, in, len, out, max, &n) && n <= (size_t)INT32_MAX
+           ? (int)n : -1;
 }
 
 int rw_webhook_key(const char *secret, unsigned char *key, size_t max)
