@@ -3,9 +3,11 @@
  *   claimed --dispatch--> waiting (for a connection) --> running --> ended
  *   claimed/waiting --shutdown or lost control connection--> ended (released)
  *
- * Who owns what: the scheduler makes a job (rw_job_new), keeps it on its
- * lists and frees it (rw_job_free) when the executor reports its end
- * through on_end (jobs/exec/executor.h). Every job ends in exactly one of:
+ * Who owns what: the scheduler makes a job from a claimed row
+ * (scheduler/scheduler.c, job_from_row), keeps it on its lists and frees it
+ * (rw_job_free) when the executor reports its end through on_end
+ * (jobs/exec/executor.h). The state is still set in the executor where each
+ * step happens; one transition function is not written yet. Every job ends in exactly one of:
  * completed, failed, dead, released, lost (its holder can no longer say;
  * lock recovery takes over). */
 #ifndef RW_JOB_H
