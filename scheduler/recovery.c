@@ -6,12 +6,11 @@
 #include <stdlib.h>
 
 #include "scheduler/scheduler_int.h"
-#include "worker/log.h"
-#include "worker/worker.h"
+#include "worker/base/log.h"
 
 static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
-    struct rw_worker *w = arg;
+    struct rw_sched *s = arg;
 
     if (!r->ok) {
         if (!r->conn_lost)
@@ -23,17 +22,17 @@ static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
          * will be refused (and rolled back), so just register again */
         rw_warn("this worker was declared lost by another worker (heartbeat older "
                 "than lock_timeout); registering again");
-        rw_pg_abort(w->ctl, "re-registering after being declared lost");
+        rw_pg_abort(s->ctl, "re-registering after being declared lost");
     }
 }
 
 static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct rw_worker *w = t->data;
-    const char *params[1] = {w->id};
+    struct rw_sched *s = t->data;
+    const char *params[1] = {s->id};
 
-    if (w->registered && rw_pg_query(w->ctl, "select rlsworker.heartbeat($1)", 1, params,
-                                     heartbeat_done, w) < 0)
+    if (s->registered && rw_pg_query(s->ctl, "select rlsworker.heartbeat($1)", 1, params,
+                                     heartbeat_done, s) < 0)
         rw_warn("could not send heartbeat: not connected");
 }
 
@@ -53,39 +52,39 @@ static void sweep_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 
 static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct rw_worker *w = t->data;
+    struct rw_sched *s = t->data;
     char tmo[16];
     const char *params[1] = {tmo};
 
-    snprintf(tmo, sizeof tmo, "%d", w->cfg.lock_timeout_s);
-    if (w->registered &&
-        rw_pg_query(w->ctl, "select rlsworker.sweep_lost($1::int)", 1, params,
-                    sweep_done, w) < 0)
+    snprintf(tmo, sizeof tmo, "%d", s->cfg->lock_timeout_s);
+    if (s->registered &&
+        rw_pg_query(s->ctl, "select rlsworker.sweep_lost($1::int)", 1, params,
+                    sweep_done, s) < 0)
         rw_debug("sweep skipped: not connected");
     /* spread sweeps of many workers: between 1/4 and 1/2 of lock_timeout */
-    t->repeat = w->cfg.lock_timeout_s * (0.25 + (random() % 1000) / 4000.0);
+    t->repeat = s->cfg->lock_timeout_s * (0.25 + (random() % 1000) / 4000.0);
     ev_timer_again(loop, t);
 }
 
-void rw_sched_recovery_init(struct rw_worker *w)
+void rw_sched_recovery_init(struct rw_sched *s)
 {
-    ev_init(&w->heartbeat_timer, on_heartbeat);
-    w->heartbeat_timer.data = w;
-    w->heartbeat_timer.repeat = w->cfg.heartbeat_interval_s;
-    ev_init(&w->sweep_timer, on_sweep);
-    w->sweep_timer.data = w;
+    ev_init(&s->heartbeat_timer, on_heartbeat);
+    s->heartbeat_timer.data = s;
+    s->heartbeat_timer.repeat = s->cfg->heartbeat_interval_s;
+    ev_init(&s->sweep_timer, on_sweep);
+    s->sweep_timer.data = s;
 }
 
-void rw_sched_recovery_start(struct rw_worker *w)
+void rw_sched_recovery_start(struct rw_sched *s)
 {
-    ev_timer_again(w->loop, &w->heartbeat_timer);
+    ev_timer_again(s->loop, &s->heartbeat_timer);
     /* sweep soon after start: a restarted worker recovers its old jobs fast */
-    w->sweep_timer.repeat = 0.5;
-    ev_timer_again(w->loop, &w->sweep_timer);
+    s->sweep_timer.repeat = 0.5;
+    ev_timer_again(s->loop, &s->sweep_timer);
 }
 
-void rw_sched_recovery_stop(struct rw_worker *w)
+void rw_sched_recovery_stop(struct rw_sched *s)
 {
-    ev_timer_stop(w->loop, &w->heartbeat_timer);
-    ev_timer_stop(w->loop, &w->sweep_timer);
+    ev_timer_stop(s->loop, &s->heartbeat_timer);
+    ev_timer_stop(s->loop, &s->sweep_timer);
 }

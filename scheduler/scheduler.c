@@ -5,183 +5,70 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "scheduler/cron_runner.h"
-#include "scheduler/run_hooks.h"
 #include "scheduler/scheduler_int.h"
-#include "worker/log.h"
-#include "worker/worker.h"
+#include "worker/base/log.h"
 
-struct rw_outcome {
-    enum rw_outcome_kind kind;
-    long long id;
-    char *error;
-    long long delay_ms;
-    bool dead;
-};
-
+static void job_ended(struct rw_job *job, const struct rw_job_end *end, void *arg);
+static void rw_sched_job_ended(struct rw_sched *s);
+static rw_pg *admin_conn(void *arg);
 static void ctl_ready(rw_pg *pg, void *arg);
 static void ctl_lost(rw_pg *pg, const char *why, void *arg);
 static void ctl_notify(rw_pg *pg, const char *channel, const char *payload, void *arg);
 
-/* ---- outcomes ----------------------------------------------------------- */
+/* ---- the executor's reports ------------------------------------------------ */
 
-void rw_sched_report(struct rw_worker *w, enum rw_outcome_kind kind, long long id,
-                     const char *error, long long delay_ms, bool dead)
+/* on_end: the outcome goes into the next batch; the job leaves every list
+ * and is freed here, where it was made. */
+static void job_ended(struct rw_job *job, const struct rw_job_end *end, void *arg)
 {
-    if (w->noutcomes == w->outcomes_cap) {
-        int cap = w->outcomes_cap ? w->outcomes_cap * 2 : 256;
-        struct rw_outcome *o = realloc(w->outcomes, (size_t)cap * sizeof *o);
-        if (!o) {
-            rw_error("out of memory: could not record the outcome of job %lld; "
-                     "lock recovery will return it to the queue", id);
-            return;
-        }
-        w->outcomes = o;
-        w->outcomes_cap = cap;
+    struct rw_sched *s = arg;
+
+    switch (end->outcome) {
+    case RW_JOB_COMPLETED:
+        s->stats.completed++;
+        if (!end->committed)
+            rw_sched_report(s, RW_OUT_COMPLETE, job->id, NULL, 0, false);
+        break;
+    case RW_JOB_FAILED:
+    case RW_JOB_DEAD: {
+        bool dead = end->outcome == RW_JOB_DEAD;
+        rw_sched_report(s, RW_OUT_FAIL, job->id, end->error, end->delay_ms, dead);
+        if (dead)
+            s->stats.dead++;
+        else
+            s->stats.failed++;
+        break;
     }
-    w->outcomes[w->noutcomes++] = (struct rw_outcome){
-        kind, id, error ? strdup(error) : NULL, delay_ms, dead};
-}
-
-void rw_sched_free_outcomes(struct rw_worker *w)
-{
-    for (int i = 0; i < w->noutcomes; i++)
-        free(w->outcomes[i].error);
-    free(w->outcomes);
-    w->outcomes = NULL;
-    w->noutcomes = w->outcomes_cap = 0;
-}
-
-struct flush_op {
-    struct rw_worker *w;
-    struct rw_outcome *items;
-    int n;
-    char *params[6];
-};
-
-static void flush_op_free(struct flush_op *f, bool free_items)
-{
-    for (int i = 0; free_items && i < f->n; i++)
-        free(f->items[i].error);
-    free(f->items);
-    for (int i = 0; i < 6; i++)
-        free(f->params[i]);
-    free(f);
-}
-
-static void flush_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
-{
-    struct flush_op *f = arg;
-    struct rw_worker *w = f->w;
-
-    w->flush_inflight--;
-    if (!r->ok && r->conn_lost) {
-        /* put them back; they are sent again after reconnecting */
-        for (int i = 0; i < f->n; i++) {
-            rw_sched_report(w, f->items[i].kind, f->items[i].id, f->items[i].error,
-                            f->items[i].delay_ms, f->items[i].dead);
-        }
-    } else if (!r->ok) {
-        rw_error("could not record job outcomes: %s; lock recovery will return "
-                 "those jobs to the queue", r->error);
+    case RW_JOB_RELEASED:
+        s->stats.released++;
+        rw_sched_report(s, RW_OUT_RELEASE, job->id, NULL, 0, false);
+        break;
+    case RW_JOB_LOST:
+        break;
     }
-    flush_op_free(f, true);
-    rw_sched_check_done(w);
+    if (job->dispatched)
+        s->running--;
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        s->jobs = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    s->inflight--;
+    rw_job_free(&job);
+    rw_sched_job_ended(s);
 }
 
-/* ids as a Postgres array literal; rows for fail as JSON */
-static char *ids_literal(const struct rw_outcome *o, int n, enum rw_outcome_kind kind)
+static rw_pg *admin_conn(void *arg)
 {
-    size_t cap = 2 + (size_t)n * 21, len = 0;
-    char *s = malloc(cap + 1);
-    bool any = false;
+    struct rw_sched *s = arg;
 
-    if (!s)
-        return NULL;
-    s[len++] = '{';
-    for (int i = 0; i < n; i++) {
-        if (o[i].kind != kind)
-            continue;
-        len += (size_t)snprintf(s + len, cap - len, "%s%lld", any ? "," : "", o[i].id);
-        any = true;
-    }
-    s[len++] = '}';
-    s[len] = '\0';
-    if (!any) {
-        free(s);
-        return NULL;
-    }
-    return s;
+    return s->ctl_ready ? s->ctl : NULL;
 }
 
-static char *fail_rows(const struct rw_outcome *o, int n)
+struct rw_exec_callbacks rw_sched_exec_callbacks(struct rw_sched *s)
 {
-    json_t *arr = json_array();
-    char *s;
-
-    for (int i = 0; i < n; i++) {
-        if (o[i].kind != RW_OUT_FAIL)
-            continue;
-        json_array_append_new(arr, json_pack("{sI ss sI sb}", "id", (json_int_t)o[i].id,
-                                             "err", o[i].error ? o[i].error : "failed",
-                                             "delay", (json_int_t)o[i].delay_ms,
-                                             "dead", o[i].dead));
-    }
-    s = json_array_size(arr) ? json_dumps(arr, JSON_COMPACT) : NULL;
-    json_decref(arr);
-    return s;
-}
-
-static void flush_outcomes(struct rw_worker *w, bool force)
-{
-    struct rw_pg_stmt st[3];
-    struct flush_op *f;
-    int n = 0;
-
-    if (!w->noutcomes || !w->ctl_ready || (w->flush_inflight >= 2 && !force))
-        return;
-    f = calloc(1, sizeof *f);
-    if (!f)
-        return;
-    f->w = w;
-    f->items = w->outcomes;
-    f->n = w->noutcomes;
-    w->outcomes = NULL;
-    w->noutcomes = w->outcomes_cap = 0;
-    f->params[0] = strdup(w->id);
-    f->params[1] = ids_literal(f->items, f->n, RW_OUT_COMPLETE);
-    f->params[2] = strdup(w->id);
-    f->params[3] = fail_rows(f->items, f->n);
-    f->params[4] = strdup(w->id);
-    f->params[5] = ids_literal(f->items, f->n, RW_OUT_RELEASE);
-    if (f->params[1])
-        st[n++] = (struct rw_pg_stmt){"select rlsworker.complete_jobs($1, $2::bigint[])", 2,
-                                      (const char *const *)&f->params[0]};
-    if (f->params[3])
-        st[n++] = (struct rw_pg_stmt){
-            "select rlsworker.fail_jobs($1, array_agg(id), array_agg(err), array_agg(delay), "
-            "array_agg(dead)) from jsonb_to_recordset($2::jsonb) "
-            "as t(id bigint, err text, delay bigint, dead boolean)", 2,
-            (const char *const *)&f->params[2]};
-    if (f->params[5])
-        st[n++] = (struct rw_pg_stmt){"select rlsworker.release_jobs($1, $2::bigint[])", 2,
-                                      (const char *const *)&f->params[4]};
-    if (n == 0 || rw_pg_submit(w->ctl, st, n, flush_done, f) < 0) {
-        for (int i = 0; i < f->n; i++)
-            rw_sched_report(w, f->items[i].kind, f->items[i].id, f->items[i].error,
-                            f->items[i].delay_ms, f->items[i].dead);
-        flush_op_free(f, true);
-        return;
-    }
-    w->flush_inflight++;
-}
-
-static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
-{
-    struct rw_worker *w = p->data;
-
-    flush_outcomes(w, false);
-    rw_sched_check_done(w);
+    return (struct rw_exec_callbacks){job_ended, admin_conn, s};
 }
 
 /* ---- claiming ------------------------------------------------------------ */
@@ -191,14 +78,14 @@ static char *dup_or_null(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
 }
 
-static struct rw_job *job_from_row(struct rw_worker *w, const PGresult *res, int row)
+static struct rw_job *job_from_row(struct rw_sched *s, const PGresult *res, int row)
 {
     struct rw_job *job = calloc(1, sizeof *job);
     json_error_t jerr;
 
     if (!job)
         return NULL;
-    job->w = w;
+    job->ex = s->ex;
     job->id = atoll(PQgetvalue(res, row, 0));
     job->task = strdup(PQgetvalue(res, row, 1));
     job->payload = json_loads(PQgetvalue(res, row, 2), 0, &jerr);
@@ -213,40 +100,42 @@ static struct rw_job *job_from_row(struct rw_worker *w, const PGresult *res, int
     job->state = RW_JOB_CLAIMED;
     if (!job->payload)
         job->payload = json_object();
-    job->next = w->jobs;
-    if (w->jobs)
-        w->jobs->prev = job;
-    w->jobs = job;
-    w->inflight++;
-    w->stats.claimed++;
+    job->next = s->jobs;
+    if (s->jobs)
+        s->jobs->prev = job;
+    s->jobs = job;
+    s->inflight++;
+    s->stats.claimed++;
     return job;
 }
 
 /* Starts prefetched jobs while there are free slots. Jobs that end
  * synchronously (built-ins) come back here through rw_sched_job_ended; the
  * flag keeps that from recursing, the loop picks the next one up. */
-static void pump(struct rw_worker *w)
+static void pump(struct rw_sched *s)
 {
-    if (w->pumping)
+    if (s->pumping)
         return;
-    w->pumping = true;
-    while (w->ready_head && w->running < w->cfg.concurrency && !w->stopping) {
-        struct rw_job *job = w->ready_head;
-        w->ready_head = job->ready_next;
-        if (!w->ready_head)
-            w->ready_tail = NULL;
+    s->pumping = true;
+    while (s->ready_head && s->running < s->cfg->concurrency && !s->stopping) {
+        struct rw_job *job = s->ready_head;
+        s->ready_head = job->ready_next;
+        if (!s->ready_head)
+            s->ready_tail = NULL;
         job->ready_next = NULL;
+        job->dispatched = true;
+        s->running++;
         rw_job_dispatch(job);
     }
-    w->pumping = false;
+    s->pumping = false;
 }
 
 /* Stopping: prefetched jobs go back to the queue at once, uncounted. */
-static void release_ready(struct rw_worker *w)
+static void release_ready(struct rw_sched *s)
 {
-    struct rw_job *job = w->ready_head;
+    struct rw_job *job = s->ready_head;
 
-    w->ready_head = w->ready_tail = NULL;
+    s->ready_head = s->ready_tail = NULL;
     while (job) {
         struct rw_job *next = job->ready_next;
         job->ready_next = NULL;
@@ -257,200 +146,200 @@ static void release_ready(struct rw_worker *w)
 
 static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
-    struct rw_worker *w = arg;
+    struct rw_sched *s = arg;
     PGresult *res = r->nresults ? r->results[0] : NULL;
-    int rows, asked = w->claim_asked;
+    int rows, asked = s->claim_asked;
 
-    w->claim_inflight = false;
+    s->claim_inflight = false;
     if (!r->ok) {
         if (!r->conn_lost)
             rw_error("could not claim jobs: %s", r->error);
         return;
     }
     rows = PQntuples(res);
-    w->more_ready = rows >= asked;
-    w->drained = rows == 0;
+    s->more_ready = rows >= asked;
+    s->drained = rows == 0;
     for (int i = 0; i < rows; i++) {
-        struct rw_job *job = job_from_row(w, res, i);
+        struct rw_job *job = job_from_row(s, res, i);
         if (!job)
             continue;
-        if (w->ready_tail)
-            w->ready_tail->ready_next = job;
+        if (s->ready_tail)
+            s->ready_tail->ready_next = job;
         else
-            w->ready_head = job;
-        w->ready_tail = job;
+            s->ready_head = job;
+        s->ready_tail = job;
     }
-    if (w->stopping) {
-        release_ready(w);   /* a claim that was in flight when the stop began */
+    if (s->stopping) {
+        release_ready(s);   /* a claim that was in flight when the stop began */
         return;
     }
-    pump(w);
-    if (w->claim_again || w->more_ready) {
-        w->claim_again = false;
-        rw_sched_maybe_claim(w);
+    pump(s);
+    if (s->claim_again || s->more_ready) {
+        s->claim_again = false;
+        rw_sched_maybe_claim(s);
     }
-    rw_sched_check_done(w);
+    rw_sched_check_done(s);
 }
 
-void rw_sched_maybe_claim(struct rw_worker *w)
+void rw_sched_maybe_claim(struct rw_sched *s)
 {
     char n[16];
-    const char *params[2] = {w->id, n};
-    int free_slots = w->cfg.concurrency + w->cfg.prefetch - w->inflight;
+    const char *params[2] = {s->id, n};
+    int free_slots = s->cfg->concurrency + s->cfg->prefetch - s->inflight;
 
-    if (w->stopping || !w->ctl_ready || !w->registered)
+    if (s->stopping || !s->ctl_ready || !s->registered)
         return;
-    if (w->claim_inflight) {
-        w->claim_again = true;
+    if (s->claim_inflight) {
+        s->claim_again = true;
         return;
     }
     if (free_slots <= 0)
         return;
-    w->claim_asked = free_slots < w->cfg.claim_batch ? free_slots : w->cfg.claim_batch;
-    snprintf(n, sizeof n, "%d", w->claim_asked);
-    if (rw_pg_query(w->ctl,
+    s->claim_asked = free_slots < s->cfg->claim_batch ? free_slots : s->cfg->claim_batch;
+    snprintf(n, sizeof n, "%d", s->claim_asked);
+    if (rw_pg_query(s->ctl,
                     "select id, task, payload::text, claims::text, subject, run_as,"
                     " attempts, coalesce(max_attempts, 0), lock_token::text,"
                     " coalesce(extract(epoch from claims_verified_at)::bigint, 0),"
                     " coalesce(chained_by, 0) from rlsworker.claim_jobs($1, $2::int)",
-                    2, params, claim_done, w) == 0)
-        w->claim_inflight = true;
+                    2, params, claim_done, s) == 0)
+        s->claim_inflight = true;
 }
 
-void rw_sched_job_ended(struct rw_worker *w)
+static void rw_sched_job_ended(struct rw_sched *s)
 {
-    if (w->pumping)
+    if (s->pumping)
         return;         /* the pump's caller claims once the batch is started */
-    pump(w);
-    if (w->more_ready || w->claim_again)
-        rw_sched_maybe_claim(w);
-    if (w->stopping && w->inflight == 0)
-        rw_sched_finish(w);
+    pump(s);
+    if (s->more_ready || s->claim_again)
+        rw_sched_maybe_claim(s);
+    if (s->stopping && s->inflight == 0)
+        rw_sched_finish(s);
 }
 
 static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct rw_worker *w = t->data;
+    struct rw_sched *s = t->data;
 
-    w->more_ready = true;
-    rw_sched_maybe_claim(w);
+    s->more_ready = true;
+    rw_sched_maybe_claim(s);
 }
 
 /* ---- --once ---------------------------------------------------------------- */
 
-void rw_sched_check_done(struct rw_worker *w)
+void rw_sched_check_done(struct rw_sched *s)
 {
-    if (!w->once || w->stopping || w->inflight > 0 || w->claim_inflight ||
-        w->noutcomes > 0 || w->flush_inflight > 0)
+    if (!s->once || s->stopping || s->inflight > 0 || s->claim_inflight ||
+        s->noutcomes > 0 || s->flush_inflight > 0)
         return;
-    if (!w->drained) {         /* one more claim after everything settled */
-        w->more_ready = true;
-        rw_sched_maybe_claim(w);
+    if (!s->drained) {         /* one more claim after everything settled */
+        s->more_ready = true;
+        rw_sched_maybe_claim(s);
         return;
     }
     rw_info("--once: no ready jobs left (%lld completed, %lld failed, %lld dead)",
-            w->stats.completed, w->stats.failed, w->stats.dead);
-    rw_sched_stop(w, false);
+            s->stats.completed, s->stats.failed, s->stats.dead);
+    rw_sched_stop(s, false);
 }
 
 /* ---- control connection ------------------------------------------------- */
 
 static void ctl_connect(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct rw_worker *w = t->data;
+    struct rw_sched *s = t->data;
 
-    rw_pg_connect(w->ctl);
+    rw_pg_connect(s->ctl);
 }
 
 static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
-    struct rw_worker *w = arg;
+    struct rw_sched *s = arg;
 
     if (!r->ok) {
         if (!r->conn_lost) {
             /* e.g. the schema was dropped: retry through the reconnect backoff */
             rw_error("could not register this worker: %s; retrying (run \"rlsworker "
                      "migrate\" if the schema is missing)", r->error);
-            rw_pg_abort(w->ctl, "registration failed");
+            rw_pg_abort(s->ctl, "registration failed");
         }
         return;
     }
-    w->registered = true;
-    w->ctl_backoff_ms = 0;
-    rw_sched_recovery_start(w);
-    if (w->cron && !w->stopping)
-        rw_cron_runner_start(w->cron);
-    w->more_ready = true;
-    rw_sched_maybe_claim(w);
+    s->registered = true;
+    s->ctl_backoff_ms = 0;
+    rw_sched_recovery_start(s);
+    if (s->cb.on_registered && !s->stopping)
+        s->cb.on_registered(s->cb.arg);
+    s->more_ready = true;
+    rw_sched_maybe_claim(s);
 }
 
 /* After (re)connecting: LISTEN, register, and give back jobs this worker
  * holds in the database but does not know (a claim whose answer was lost). */
 static void ctl_ready(rw_pg *pg, void *arg)
 {
-    struct rw_worker *w = arg;
+    struct rw_sched *s = arg;
     char pid[16], *known = NULL;
-    size_t cap = 2 + (size_t)w->inflight * 21, len = 0;
+    size_t cap = 2 + (size_t)s->inflight * 21, len = 0;
     struct rw_pg_stmt st[4];
 
-    w->ctl_ready = true;
-    rw_info("connected to the queue database as worker %s", w->id);
+    s->ctl_ready = true;
+    rw_info("connected to the queue database as worker %s", s->id);
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     known = malloc(cap + 1);
     if (!known)
         return;
     known[len++] = '{';
-    for (struct rw_job *j = w->jobs; j; j = j->next)
+    for (struct rw_job *j = s->jobs; j; j = j->next)
         len += (size_t)snprintf(known + len, cap - len, "%s%lld", len > 1 ? "," : "", j->id);
     known[len++] = '}';
     known[len] = '\0';
-    const char *reg[3] = {w->id, w->host, pid};
-    const char *rel[2] = {w->id, known};
+    const char *reg[3] = {s->id, s->host, pid};
+    const char *rel[2] = {s->id, known};
     st[0] = (struct rw_pg_stmt){"listen rlsworker_jobs", 0, NULL};
     st[1] = (struct rw_pg_stmt){"listen rlsworker_cancel", 0, NULL};
     st[2] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int)", 3, reg};
     st[3] = (struct rw_pg_stmt){
         "select rlsworker.release_jobs($1, array(select id from rlsworker.jobs"
         " where locked_by = $1 and state = 'running' and id <> all($2::bigint[])))", 2, rel};
-    if (rw_pg_submit(pg, st, 4, registered, w) < 0)
+    if (rw_pg_submit(pg, st, 4, registered, s) < 0)
         rw_pg_abort(pg, "could not send the registration");
     free(known);
 }
 
 static void ctl_lost(rw_pg *pg, const char *why, void *arg)
 {
-    struct rw_worker *w = arg;
-    int max_ms = w->cfg.reconnect_max_s * 1000;
+    struct rw_sched *s = arg;
+    int max_ms = s->cfg->reconnect_max_s * 1000;
 
-    w->ctl_ready = false;
-    w->registered = false;
-    w->claim_inflight = false;
-    rw_sched_recovery_stop(w);
-    if (w->stopped)
+    s->ctl_ready = false;
+    s->registered = false;
+    s->claim_inflight = false;
+    rw_sched_recovery_stop(s);
+    if (s->stopped)
         return;
-    if (w->stopping) {
+    if (s->stopping) {
         rw_warn("lost the queue database while stopping: %s", why);
-        rw_sched_finish(w);
+        rw_sched_finish(s);
         return;
     }
-    w->ctl_backoff_ms = w->ctl_backoff_ms ? w->ctl_backoff_ms * 2 : 100;
-    if (w->ctl_backoff_ms > max_ms)
-        w->ctl_backoff_ms = max_ms;
-    rw_warn("lost the queue database: %s; reconnecting in %d ms", why, w->ctl_backoff_ms);
-    ev_timer_set(&w->ctl_retry, w->ctl_backoff_ms / 1000.0, 0.);
-    ev_timer_start(w->loop, &w->ctl_retry);
+    s->ctl_backoff_ms = s->ctl_backoff_ms ? s->ctl_backoff_ms * 2 : 100;
+    if (s->ctl_backoff_ms > max_ms)
+        s->ctl_backoff_ms = max_ms;
+    rw_warn("lost the queue database: %s; reconnecting in %d ms", why, s->ctl_backoff_ms);
+    ev_timer_set(&s->ctl_retry, s->ctl_backoff_ms / 1000.0, 0.);
+    ev_timer_start(s->loop, &s->ctl_retry);
 }
 
 static void ctl_notify(rw_pg *pg, const char *channel, const char *payload, void *arg)
 {
-    struct rw_worker *w = arg;
+    struct rw_sched *s = arg;
 
     if (strcmp(channel, "rlsworker_jobs") == 0) {
-        w->more_ready = true;
-        rw_sched_maybe_claim(w);
+        s->more_ready = true;
+        rw_sched_maybe_claim(s);
     } else if (strcmp(channel, "rlsworker_cancel") == 0) {
         long long id = atoll(payload);
-        for (struct rw_job *j = w->jobs; j; j = j->next) {
+        for (struct rw_job *j = s->jobs; j; j = j->next) {
             if (j->id == id) {
                 rw_job_cancel(j, "cancelled by operator");
                 break;
@@ -459,25 +348,27 @@ static void ctl_notify(rw_pg *pg, const char *channel, const char *payload, void
     }
 }
 
-int rw_sched_start(struct rw_worker *w)
+int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
 {
-    struct rw_pg_callbacks cb = {ctl_ready, ctl_lost, ctl_notify, w};
+    struct rw_pg_callbacks cb = {ctl_ready, ctl_lost, ctl_notify, s};
 
-    w->ctl = rw_pg_new(w->loop, w->cfg.database_url, &cb, w->cfg.connect_timeout_s);
-    if (!w->ctl)
+    s->ex = ex;
+
+    s->ctl = rw_pg_new(s->loop, s->cfg->database_url, &cb, s->cfg->connect_timeout_s);
+    if (!s->ctl)
         return -1;
-    rw_pg_set_app_name(w->ctl, "rlsworker control");
-    ev_init(&w->ctl_retry, ctl_connect);
-    w->ctl_retry.data = w;
-    ev_timer_init(&w->poll_timer, on_poll, w->cfg.poll_interval_ms / 1000.0,
-                  w->cfg.poll_interval_ms / 1000.0);
-    w->poll_timer.data = w;
-    ev_timer_start(w->loop, &w->poll_timer);
-    ev_prepare_init(&w->flush_prepare, on_prepare);
-    w->flush_prepare.data = w;
-    ev_prepare_start(w->loop, &w->flush_prepare);
-    rw_sched_recovery_init(w);
-    rw_pg_connect(w->ctl);
+    rw_pg_set_app_name(s->ctl, "rlsworker control");
+    ev_init(&s->ctl_retry, ctl_connect);
+    s->ctl_retry.data = s;
+    ev_timer_init(&s->poll_timer, on_poll, s->cfg->poll_interval_ms / 1000.0,
+                  s->cfg->poll_interval_ms / 1000.0);
+    s->poll_timer.data = s;
+    ev_timer_start(s->loop, &s->poll_timer);
+    ev_prepare_init(&s->flush_prepare, rw_sched_on_prepare);
+    s->flush_prepare.data = s;
+    ev_prepare_start(s->loop, &s->flush_prepare);
+    rw_sched_recovery_init(s);
+    rw_pg_connect(s->ctl);
     return 0;
 }
 
@@ -485,93 +376,135 @@ int rw_sched_start(struct rw_worker *w)
 
 static void deregistered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
-    struct rw_worker *w = arg;
+    struct rw_sched *s = arg;
 
     if (!r->ok && !r->conn_lost)
         rw_warn("could not deregister: %s", r->error);
-    w->stopped = true;
-    ev_break(w->loop, EVBREAK_ALL);
+    s->stopped = true;
+    ev_break(s->loop, EVBREAK_ALL);
 }
 
 /* Everything has ended: send what is left, deregister, leave the loop. */
-void rw_sched_finish(struct rw_worker *w)
+void rw_sched_finish(struct rw_sched *s)
 {
-    const char *params[1] = {w->id};
+    const char *params[1] = {s->id};
 
-    if (w->stopped || w->finishing)
+    if (s->stopped || s->finishing)
         return;
-    w->finishing = true;
-    ev_timer_stop(w->loop, &w->stop_timer);
-    if (w->ctl_ready) {
-        flush_outcomes(w, true);
-        if (rw_pg_query(w->ctl, "select rlsworker.deregister_worker($1)", 1, params,
-                        deregistered, w) == 0)
+    s->finishing = true;
+    ev_timer_stop(s->loop, &s->stop_timer);
+    if (s->ctl_ready) {
+        rw_sched_flush_outcomes(s, true);
+        if (rw_pg_query(s->ctl, "select rlsworker.deregister_worker($1)", 1, params,
+                        deregistered, s) == 0)
             return;
     }
-    if (w->noutcomes)
+    if (s->noutcomes)
         rw_warn("%d job outcomes could not be recorded; lock recovery returns those "
-                "jobs to the queue after lock_timeout", w->noutcomes);
-    w->stopped = true;
-    ev_break(w->loop, EVBREAK_ALL);
+                "jobs to the queue after lock_timeout", s->noutcomes);
+    s->stopped = true;
+    ev_break(s->loop, EVBREAK_ALL);
 }
 
 static void on_stop_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct rw_worker *w = t->data;
+    struct rw_sched *s = t->data;
 
-    if (w->inflight > 0) {
+    if (s->inflight > 0) {
         rw_warn("shutdown_timeout of %d s reached: cancelling %d running jobs and "
-                "putting them back in the queue", w->cfg.shutdown_timeout_s, w->inflight);
-        for (struct rw_job *j = w->jobs, *next; j; j = next) {
+                "putting them back in the queue", s->cfg->shutdown_timeout_s, s->inflight);
+        for (struct rw_job *j = s->jobs, *next; j; j = next) {
             next = j->next;
             rw_job_abandon(j);
         }
         /* a job whose cancel is ignored is dropped with its connection */
         ev_timer_set(t, 10., 0.);
         ev_timer_start(loop, t);
-        w->stop_forced++;
-        if (w->stop_forced > 1)
-            rw_sched_finish(w);
+        s->stop_forced++;
+        if (s->stop_forced > 1)
+            rw_sched_finish(s);
         return;
     }
-    rw_sched_finish(w);
+    rw_sched_finish(s);
 }
 
 /* A second signal: every running job is dropped with its connection (its
  * transaction aborts on the server, and complete_job could no longer
  * succeed) and put back uncounted; then deregister and leave. */
-static void stop_now(struct rw_worker *w)
+static void stop_now(struct rw_sched *s)
 {
-    for (struct rw_job *j = w->jobs; j; j = j->next)
+    for (struct rw_job *j = s->jobs; j; j = j->next)
         j->abandoned = true;
-    if (w->admin_pool)
-        rw_pool_disconnect_all(w->admin_pool);
-    for (int i = 0; i < w->nroles; i++)
-        rw_pool_disconnect_all(w->roles[i].pool);
-    rw_sched_finish(w);
+    rw_exec_disconnect_all(s->ex);
+    rw_sched_finish(s);
 }
 
-void rw_sched_stop(struct rw_worker *w, bool immediate)
+void rw_sched_stop(struct rw_sched *s, bool immediate)
 {
-    if (!w->stopping) {
-        w->stopping = true;
-        ev_timer_stop(w->loop, &w->poll_timer);
-        rw_run_hooks_quiesce(w);
+    if (!s->stopping) {
+        s->stopping = true;
+        ev_timer_stop(s->loop, &s->poll_timer);
+        if (s->cb.on_stopping)
+            s->cb.on_stopping(s->cb.arg);
         /* jobs that have not started go back at once, uncounted */
-        release_ready(w);
-        for (struct rw_job *j = w->jobs, *next; j; j = next) {
+        release_ready(s);
+        for (struct rw_job *j = s->jobs, *next; j; j = next) {
             next = j->next;
             rw_job_release_if_waiting(j);
         }
-        ev_init(&w->stop_timer, on_stop_timeout);
-        w->stop_timer.data = w;
-        ev_timer_set(&w->stop_timer, w->cfg.shutdown_timeout_s, 0.);
-        ev_timer_start(w->loop, &w->stop_timer);
+        ev_init(&s->stop_timer, on_stop_timeout);
+        s->stop_timer.data = s;
+        ev_timer_set(&s->stop_timer, s->cfg->shutdown_timeout_s, 0.);
+        ev_timer_start(s->loop, &s->stop_timer);
     }
     if (immediate) {
-        stop_now(w);
+        stop_now(s);
         return;
     }
-    if (w->inflight == 0)
-        rw_sched_finish(w);
+    if (s->inflight == 0)
+        rw_sched_finish(s);
 }
+
+/* ---- the scheduler's life ------------------------------------------------- */
+
+struct rw_sched *rw_sched_new(struct ev_loop *loop, const struct rw_config *cfg,
+                              const char *id, const char *host, bool once,
+                              const struct rw_sched_callbacks *cb)
+{
+    struct rw_sched *s = calloc(1, sizeof *s);
+
+    if (!s)
+        return NULL;
+    s->loop = loop;
+    s->cfg = cfg;
+    s->cb = *cb;
+    s->once = once;
+    snprintf(s->id, sizeof s->id, "%s", id);
+    snprintf(s->host, sizeof s->host, "%s", host);
+    return s;
+}
+
+bool rw_sched_stopping(const struct rw_sched *s) { return s->stopping; }
+rw_pg *rw_sched_admin(struct rw_sched *s) { return s->ctl; }
+const struct rw_stats *rw_sched_stats(const struct rw_sched *s) { return &s->stats; }
+
+void rw_sched_free(struct rw_sched **sp)
+{
+    struct rw_sched *s = *sp;
+
+    *sp = NULL;
+    if (!s)
+        return;
+    while (s->jobs) {
+        struct rw_job *j = s->jobs;
+        s->jobs = j->next;
+        rw_job_free(&j);
+    }
+    rw_pg_free(&s->ctl);
+    rw_sched_free_outcomes(s);
+    free(s);
+}
+
+bool rw_sched_registered(const struct rw_sched *s) { return s->registered; }
+int rw_sched_inflight(const struct rw_sched *s) { return s->inflight; }
+int rw_sched_running(const struct rw_sched *s) { return s->running; }

@@ -1,17 +1,75 @@
-/* Internal to scheduler/: pieces shared between scheduler.c and recovery.c. */
+/* Internal to scheduler/: the scheduler's state, shared between
+ * scheduler.c and recovery.c. */
 #ifndef RW_SCHEDULER_INT_H
 #define RW_SCHEDULER_INT_H
 
 #include <unistd.h>
 
-struct rw_worker;
+#include "scheduler/scheduler.h"
+#include "worker/base/config.h"
 
-void rw_sched_check_done(struct rw_worker *w);
-void rw_sched_finish(struct rw_worker *w);
+struct rw_outcome;
+enum rw_outcome_kind { RW_OUT_COMPLETE, RW_OUT_FAIL, RW_OUT_RELEASE };
+
+struct rw_sched {
+    struct ev_loop *loop;
+    const struct rw_config *cfg;
+    struct rw_executor *ex;
+    struct rw_sched_callbacks cb;
+    char id[96];
+    char host[64];
+    bool once;
+    bool stopping;
+    bool stopped;
+
+    /* admin control connection: claims, completions, LISTEN, heartbeats */
+    rw_pg *ctl;
+    bool ctl_ready;
+    bool registered;
+    int ctl_backoff_ms;
+    ev_timer ctl_retry;
+
+    /* scheduling */
+    int inflight;                 /* jobs claimed and not yet ended */
+    int running;                  /* of those, dispatched (at most concurrency) */
+    struct rw_job *ready_head, *ready_tail; /* claimed, waiting for a slot */
+    bool pumping;
+    bool claim_inflight;
+    bool claim_again;
+    int claim_asked;
+    bool finishing;
+    int stop_forced;
+    bool more_ready;              /* last claim came back full, or NOTIFY */
+    bool drained;                 /* --once: a claim came back empty */
+    ev_timer poll_timer;
+    ev_timer heartbeat_timer;
+    ev_timer sweep_timer;
+    ev_timer stop_timer;          /* shutdown_timeout */
+    ev_prepare flush_prepare;     /* sends batched outcomes once per loop turn */
+
+    /* batched outcomes for the control connection */
+    struct rw_outcome *outcomes;
+    int noutcomes, outcomes_cap;
+    int flush_inflight;
+
+    struct rw_job *jobs;          /* every live job */
+    struct rw_stats stats;
+};
+
+void rw_sched_check_done(struct rw_sched *s);
+void rw_sched_finish(struct rw_sched *s);
+void rw_sched_maybe_claim(struct rw_sched *s);
+/* outcomes.c: batching of outcomes */
+void rw_sched_flush_outcomes(struct rw_sched *s, bool force);
+void rw_sched_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents);
+void rw_sched_free_outcomes(struct rw_sched *s);
+/* Queues a job's outcome for the next batch on the control connection. */
+void rw_sched_report(struct rw_sched *s, enum rw_outcome_kind kind, long long id,
+                     const char *error, long long delay_ms, bool dead);
 
 /* recovery.c: heartbeats and sweeping jobs of lost workers */
-void rw_sched_recovery_init(struct rw_worker *w);
-void rw_sched_recovery_start(struct rw_worker *w);
-void rw_sched_recovery_stop(struct rw_worker *w);
+void rw_sched_recovery_init(struct rw_sched *s);
+void rw_sched_recovery_start(struct rw_sched *s);
+void rw_sched_recovery_stop(struct rw_sched *s);
 
 #endif

@@ -18,6 +18,9 @@ fuzz_seconds=${RLSWORKER_FUZZ_SECONDS:-10}
 if [ "$sanitize" = 1 ]; then build=build-asan; else build=build-test; fi
 status=0
 
+echo "==> layers (no upward include between folders)"
+"$repo/tests/check_layers.sh" || status=1
+
 echo "==> building ($build, sanitizers: $sanitize)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DRLSWORKER_SANITIZE="$([ "$sanitize" = 1 ] && echo ON || echo OFF)" >/dev/null || exit 1
 cmake --build "$build" -j"$(nproc)" || exit 1

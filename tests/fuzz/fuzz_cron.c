@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "scheduler/cron.h"
+#include "scheduler/cron/cron.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "worker/intake.h"
+#include "worker/http/intake.h"
 
 static void fuzz_body(const char *data, size_t size)
 {

@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/jwk.h"
-#include "worker/jwt.h"
+#include "worker/auth/jwk.h"
+#include "worker/auth/jwt.h"
 
 static const char jwks[] =
     "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"ec\","

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobs/taskfile.h"
+#include "jobs/task/taskfile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

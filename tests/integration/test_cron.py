@@ -2,7 +2,7 @@
 check`, and worker processes running a crontab.
 
 Tests marked `needs_run_wiring` start `rlsworker run --crontab FILE`; they
-need the cron runner wired into `run` (scheduler/cron_runner.h)."""
+need the cron runner wired into `run` (scheduler/cron/cron_runner.h)."""
 import json
 import os
 import re
@@ -158,8 +158,8 @@ def test_check_usage_errors(rlsworker, tmp_path):
 # --- workers running a crontab (need `run --crontab` wired to cron_runner) ------
 
 # These four tests start `rlsworker run --crontab FILE`: they fail until the lead
-# wires scheduler/cron_runner.h into `run` (the runner itself was checked with a
-# small libev driver against worker/pgconn.c).
+# wires scheduler/cron/cron_runner.h into `run` (the runner itself was checked with a
+# small libev driver against worker/pg/pgconn.c).
 needs_run_wiring = pytest.mark.slow
 
 TRACE_SQL = """

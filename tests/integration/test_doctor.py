@@ -6,7 +6,7 @@ exit 1 with a FAIL that names the role and the problem, and `run --once`
 must refuse to start (exit 1, the role named).
 
 NOTE for the `test_run_refuses_*` tests: they pass once `rlsworker run` calls
-rw_rolecheck_startup() (worker/rolecheck.h) before it runs any job. They are
+rw_rolecheck_startup() (worker/checks/rolecheck.h) before it runs any job. They are
 deliberately not skipped: until run is wired up, they fail.
 
 Roles are cluster-wide, so each test creates its own with a random suffix

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "scheduler/backoff.h"
+#include "jobs/exec/backoff.h"
 
 static void test_grows_and_caps(void **state)
 {

@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "worker/config.h"
+#include "worker/base/config.h"
 
 static char *write_file(const char *text)
 {

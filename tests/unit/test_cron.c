@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "scheduler/cron.h"
+#include "scheduler/cron/cron.h"
 
 #define MAX_CASE_LINE 1024
 

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 #include <netinet/in.h>
 
-#include "worker/intake.h"
+#include "worker/http/intake.h"
 
 /* ---- POST /v1/jobs bodies ------------------------------------------------ */
 

@@ -1,4 +1,4 @@
-/* Unit tests of the pure JWT layer (worker/jwt.c, jwt_claims.c, jwk.c,
+/* Unit tests of the pure JWT layer (worker/auth/jwt.c, jwt_claims.c, jwk.c,
  * jwt_libjwt.c): strict base64url, header and claim rules, JWK parsing and
  * key binding, each verdict from both signature engines.
  * Keys are generated here with OpenSSL; tokens are minted by hand. */
@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/jwk.h"
-#include "worker/jwt.h"
-#include "worker/jwt_libjwt.h"
+#include "worker/auth/jwk.h"
+#include "worker/auth/jwt.h"
+#include "worker/auth/jwt_libjwt.h"
 
 #define NOW 1700000000
 static const char SECRET[] = "0123456789abcdef0123456789abcdef-test";

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "worker/conninfo.h"
-#include "worker/errtext.h"
-#include "worker/log.h"
+#include "worker/pg/conninfo.h"
+#include "worker/pg/errtext.h"
+#include "worker/base/log.h"
 
 static void test_escapes_controls(void **state)
 {

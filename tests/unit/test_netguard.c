@@ -13,7 +13,7 @@
 #include <cmocka.h>
 #include <netinet/in.h>
 
-#include "worker/netguard.h"
+#include "worker/net/netguard.h"
 
 /* A sockaddr for an address literal (IPv4 or IPv6). */
 static struct sockaddr_storage sa_of(const char *text)

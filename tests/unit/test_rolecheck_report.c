@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/rolecheck.h"
+#include "worker/checks/rolecheck.h"
 
 static char *print_to_string(const struct rw_report *rep, bool json)
 {

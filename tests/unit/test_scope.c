@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "jobs/taskfile.h"
+#include "jobs/task/taskfile.h"
 
 #define HEADER "-- run_as: system\n-- scope: subject\n"
 #define N(a) (sizeof (a) / sizeof (a)[0])

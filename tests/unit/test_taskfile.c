@@ -12,20 +12,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "jobs/builtin.h"
-#include "jobs/taskfile.h"
+#include "jobs/builtin/builtin.h"
+#include "jobs/task/taskfile.h"
 
 #define PATH "tasks/t.sql"
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-/* The executor implements rw_builtin_done; the tests record the call. */
+/* A fake host for built-ins (the executor is the real one): records done. */
 static int done_calls;
 static const char *done_error = "not called";
-void rw_builtin_done(struct rw_builtin_job *bj, const char *error)
+static void fake_done(struct rw_builtin_job *bj, const char *error, bool final)
 {
     done_calls++;
     done_error = error;
 }
+static const struct rw_builtin_host fake_host = {fake_done, NULL, NULL};
 
 static struct rw_task *parse_ok(const char *text)
 {
@@ -526,7 +527,7 @@ static void load_fails(const char *dir, const char *want1, const char *want2)
     struct rw_registry *reg = (struct rw_registry *)1;
     char err[1024] = "";
 
-    assert_int_equal(rw_registry_load(dir, &reg, err, sizeof err), -1);
+    assert_int_equal(rw_builtin_registry_load(dir, &reg, err, sizeof err), -1);
     assert_null(reg);
     if (!strstr(err, want1) || (want2 && !strstr(err, want2)))
         fail_msg("got \"%s\", want \"%s\" and \"%s\"", err, want1, want2 ? want2 : "");
@@ -545,7 +546,7 @@ static void test_registry_empty_dir_has_builtins(void **state)
     char dir[64], err[512];
 
     make_dir(dir);
-    assert_int_equal(rw_registry_load(dir, &reg, err, sizeof err), 0);
+    assert_int_equal(rw_builtin_registry_load(dir, &reg, err, sizeof err), 0);
     assert_int_equal(rw_registry_count(reg), rw_builtin_count());
     noop = rw_registry_find(reg, "noop");
     assert_non_null(noop);
@@ -553,7 +554,8 @@ static void test_registry_empty_dir_has_builtins(void **state)
     assert_null(noop->path);
     assert_int_equal(noop->run_as, RW_RUN_AS_SYSTEM);
     done_calls = 0;
-    noop->builtin->start((struct rw_builtin_job *)reg);
+    struct rw_builtin_job bj = {.host = &fake_host, .task = "noop"};
+    noop->builtin->start(&bj);
     assert_int_equal(done_calls, 1);
     assert_null(done_error);
     rw_registry_free(&reg);
@@ -575,7 +577,7 @@ static void test_registry_loads_sorted(void **state)
     snprintf(sub, sizeof sub, "%s/sub", dir);
     assert_int_equal(mkdir(sub, 0700), 0);
     put(sub, "deep.sql", "select 1");
-    assert_int_equal(rw_registry_load(dir, &reg, err, sizeof err), 0);
+    assert_int_equal(rw_builtin_registry_load(dir, &reg, err, sizeof err), 0);
     assert_int_equal(rw_registry_count(reg), 2 + rw_builtin_count());
     assert_string_equal(rw_registry_at(reg, 0)->name, "a_named_in_b");
     assert_string_equal(rw_registry_at(reg, 1)->name, "c");

@@ -1,0 +1,180 @@
+/* Outcome batching: the executor's reports of ended jobs are queued and
+ * sent to the control connection once per loop turn (an ev_prepare
+ * watcher, like redis's beforeSleep), as complete_jobs / fail_jobs /
+ * release_jobs of deploy/sql/. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scheduler/scheduler_int.h"
+#include "worker/base/log.h"
+
+struct rw_outcome {
+    enum rw_outcome_kind kind;
+    long long id;
+    char *error;
+    long long delay_ms;
+    bool dead;
+};
+
+/* ---- outcomes ----------------------------------------------------------- */
+
+void rw_sched_report(struct rw_sched *s, enum rw_outcome_kind kind, long long id,
+                     const char *error, long long delay_ms, bool dead)
+{
+    if (s->noutcomes == s->outcomes_cap) {
+        int cap = s->outcomes_cap ? s->outcomes_cap * 2 : 256;
+        struct rw_outcome *o = realloc(s->outcomes, (size_t)cap * sizeof *o);
+        if (!o) {
+            rw_error("out of memory: could not record the outcome of job %lld; "
+                     "lock recovery will return it to the queue", id);
+            return;
+        }
+        s->outcomes = o;
+        s->outcomes_cap = cap;
+    }
+    s->outcomes[s->noutcomes++] = (struct rw_outcome){
+        kind, id, error ? strdup(error) : NULL, delay_ms, dead};
+}
+
+void rw_sched_free_outcomes(struct rw_sched *s)
+{
+    for (int i = 0; i < s->noutcomes; i++)
+        free(s->outcomes[i].error);
+    free(s->outcomes);
+    s->outcomes = NULL;
+    s->noutcomes = s->outcomes_cap = 0;
+}
+
+struct flush_op {
+    struct rw_sched *s;
+    struct rw_outcome *items;
+    int n;
+    char *params[6];
+};
+
+static void flush_op_free(struct flush_op *f, bool free_items)
+{
+    for (int i = 0; free_items && i < f->n; i++)
+        free(f->items[i].error);
+    free(f->items);
+    for (int i = 0; i < 6; i++)
+        free(f->params[i]);
+    free(f);
+}
+
+static void flush_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    struct flush_op *f = arg;
+    struct rw_sched *s = f->s;
+
+    s->flush_inflight--;
+    if (!r->ok && r->conn_lost) {
+        /* put them back; they are sent again after reconnecting */
+        for (int i = 0; i < f->n; i++) {
+            rw_sched_report(s, f->items[i].kind, f->items[i].id, f->items[i].error,
+                            f->items[i].delay_ms, f->items[i].dead);
+        }
+    } else if (!r->ok) {
+        rw_error("could not record job outcomes: %s; lock recovery will return "
+                 "those jobs to the queue", r->error);
+    }
+    flush_op_free(f, true);
+    rw_sched_check_done(s);
+}
+
+/* ids as a Postgres array literal; rows for fail as JSON */
+static char *ids_literal(const struct rw_outcome *o, int n, enum rw_outcome_kind kind)
+{
+    size_t cap = 2 + (size_t)n * 21, len = 0;
+    char *s = malloc(cap + 1);
+    bool any = false;
+
+    if (!s)
+        return NULL;
+    s[len++] = '{';
+    for (int i = 0; i < n; i++) {
+        if (o[i].kind != kind)
+            continue;
+        len += (size_t)snprintf(s + len, cap - len, "%s%lld", any ? "," : "", o[i].id);
+        any = true;
+    }
+    s[len++] = '}';
+    s[len] = '\0';
+    if (!any) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static char *fail_rows(const struct rw_outcome *o, int n)
+{
+    json_t *arr = json_array();
+    char *s;
+
+    for (int i = 0; i < n; i++) {
+        if (o[i].kind != RW_OUT_FAIL)
+            continue;
+        json_array_append_new(arr, json_pack("{sI ss sI sb}", "id", (json_int_t)o[i].id,
+                                             "err", o[i].error ? o[i].error : "failed",
+                                             "delay", (json_int_t)o[i].delay_ms,
+                                             "dead", o[i].dead));
+    }
+    s = json_array_size(arr) ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    return s;
+}
+
+void rw_sched_flush_outcomes(struct rw_sched *s, bool force)
+{
+    struct rw_pg_stmt st[3];
+    struct flush_op *f;
+    int n = 0;
+
+    if (!s->noutcomes || !s->ctl_ready || (s->flush_inflight >= 2 && !force))
+        return;
+    f = calloc(1, sizeof *f);
+    if (!f)
+        return;
+    f->s = s;
+    f->items = s->outcomes;
+    f->n = s->noutcomes;
+    s->outcomes = NULL;
+    s->noutcomes = s->outcomes_cap = 0;
+    f->params[0] = strdup(s->id);
+    f->params[1] = ids_literal(f->items, f->n, RW_OUT_COMPLETE);
+    f->params[2] = strdup(s->id);
+    f->params[3] = fail_rows(f->items, f->n);
+    f->params[4] = strdup(s->id);
+    f->params[5] = ids_literal(f->items, f->n, RW_OUT_RELEASE);
+    if (f->params[1])
+        st[n++] = (struct rw_pg_stmt){"select rlsworker.complete_jobs($1, $2::bigint[])", 2,
+                                      (const char *const *)&f->params[0]};
+    if (f->params[3])
+        st[n++] = (struct rw_pg_stmt){
+            "select rlsworker.fail_jobs($1, array_agg(id), array_agg(err), array_agg(delay), "
+            "array_agg(dead)) from jsonb_to_recordset($2::jsonb) "
+            "as t(id bigint, err text, delay bigint, dead boolean)", 2,
+            (const char *const *)&f->params[2]};
+    if (f->params[5])
+        st[n++] = (struct rw_pg_stmt){"select rlsworker.release_jobs($1, $2::bigint[])", 2,
+                                      (const char *const *)&f->params[4]};
+    if (n == 0 || rw_pg_submit(s->ctl, st, n, flush_done, f) < 0) {
+        for (int i = 0; i < f->n; i++)
+            rw_sched_report(s, f->items[i].kind, f->items[i].id, f->items[i].error,
+                            f->items[i].delay_ms, f->items[i].dead);
+        flush_op_free(f, true);
+        return;
+    }
+    s->flush_inflight++;
+}
+
+void rw_sched_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    struct rw_sched *s = p->data;
+
+    rw_sched_flush_outcomes(s, false);
+    rw_sched_check_done(s);
+}
+

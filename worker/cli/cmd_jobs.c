@@ -1,0 +1,260 @@
+/* rlsworker jobs list|show|retry|cancel|stats: inspect and manage jobs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "worker/cli/cli.h"
+#include "worker/cli/commands.h"
+
+#define CMD "jobs"
+
+/* Claims are never printed: only whether a job has them, and its subject. */
+#define JOB_JSON \
+    "json_build_object('id', id, 'task', task, 'queue', queue, 'payload', payload," \
+    " 'has_claims', claims is not null, 'subject', subject, 'run_as', run_as," \
+    " 'priority', priority, 'run_at', run_at, 'attempts', attempts," \
+    " 'max_attempts', max_attempts, 'state', state, 'last_error', last_error," \
+    " 'job_key', job_key, 'locked_by', locked_by, 'locked_at', locked_at," \
+    " 'created_at', created_at, 'updated_at', updated_at)"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: rlsworker jobs list [--state S] [--task T] [--limit N] [--json]\n"
+        "       rlsworker jobs show ID [--json]\n"
+        "       rlsworker jobs retry ID     put a dead (or waiting) job back, attempts reset\n"
+        "       rlsworker jobs cancel ID    cancel a queued job, or stop a running one\n"
+        "       rlsworker jobs stats [--json]\n");
+}
+
+static PGresult *query(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        rw_cli_error(CMD, "query failed: %s", msg ? msg : PQerrorMessage(c));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Runs a query returning one JSON text. With --json prints it as is and
+ * returns NULL with *rc set; otherwise returns it parsed (new reference). */
+static json_t *json_query(PGconn *c, const char *sql, int n, const char *const *params,
+                          bool json, int *rc)
+{
+    PGresult *r = query(c, sql, n, params);
+    json_t *v = NULL;
+
+    *rc = r ? RW_EXIT_OK : RW_EXIT_FAIL;
+    if (!r)
+        return NULL;
+    if (json)
+        printf("%s\n", PQgetvalue(r, 0, 0));
+    else
+        v = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    PQclear(r);
+    return v;
+}
+
+static int list(PGconn *c, const char *state, const char *task, const char *limit, bool json)
+{
+    const char *params[3] = {state, task, limit ? limit : "100"};
+    int rc;
+    json_t *arr = json_query(c,
+        "select coalesce(json_agg(j order by (j->>'id')::bigint), '[]')::text from ("
+        " select " JOB_JSON "::jsonb as j from rlsworker.jobs"
+        " where ($1::text is null or state = $1) and ($2::text is null or task = $2)"
+        " order by id limit $3::int) s", 3, params, json, &rc);
+
+    if (!arr)
+        return rc;
+    printf("%-8s %-24s %-8s %-8s %-10s %s\n", "ID", "TASK", "STATE", "ATTEMPTS", "SUBJECT",
+           "LAST ERROR");
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *j = json_array_get(arr, i);
+        const char *err = json_string_value(json_object_get(j, "last_error"));
+        const char *sub = json_string_value(json_object_get(j, "subject"));
+        printf("%-8lld %-24s %-8s %-8lld %-10s %.60s\n",
+               (long long)json_integer_value(json_object_get(j, "id")),
+               json_string_value(json_object_get(j, "task")),
+               json_string_value(json_object_get(j, "state")),
+               (long long)json_integer_value(json_object_get(j, "attempts")),
+               sub ? sub : "-", err ? err : "");
+    }
+    json_decref(arr);
+    return RW_EXIT_OK;
+}
+
+static int show(PGconn *c, const char *id, bool json)
+{
+    const char *params[1] = {id};
+    PGresult *r = query(c, "select " JOB_JSON "::jsonb::text from rlsworker.jobs where id = $1::bigint",
+                        1, params);
+    json_t *j;
+    const char *key;
+    json_t *v;
+
+    if (!r)
+        return RW_EXIT_FAIL;
+    if (PQntuples(r) == 0) {
+        rw_cli_error(CMD, "no job %s (succeeded jobs leave the table)", id);
+        PQclear(r);
+        return RW_EXIT_FAIL;
+    }
+    if (json) {
+        printf("%s\n", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        return RW_EXIT_OK;
+    }
+    j = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    PQclear(r);
+    json_object_foreach(j, key, v) {
+        char *s = json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        printf("%-13s %s\n", key, s ? s : "");
+        free(s);
+    }
+    json_decref(j);
+    return RW_EXIT_OK;
+}
+
+static int act(PGconn *c, const char *fn, const char *id)
+{
+    const char *params[1] = {id};
+    char sql[128];
+    PGresult *r;
+    const char *res;
+    int rc = RW_EXIT_OK;
+
+    snprintf(sql, sizeof sql, "select rlsworker.%s($1::bigint)", fn);
+    if (!(r = query(c, sql, 1, params)))
+        return RW_EXIT_FAIL;
+    res = PQgetvalue(r, 0, 0);
+    if (strcmp(res, "not found") == 0) {
+        rw_cli_error(CMD, "no job %s", id);
+        rc = RW_EXIT_FAIL;
+    } else if (strcmp(fn, "retry_job") == 0 && strcmp(res, "running") == 0) {
+        rw_cli_error(CMD, "job %s is running; cancel it first or let it finish", id);
+        rc = RW_EXIT_FAIL;
+    } else {
+        printf("job %s: %s\n", id, res);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int stats(PGconn *c, bool json)
+{
+    int rc;
+    json_t *arr = json_query(c,
+        "select coalesce(json_agg(s order by s.task, s.state), '[]')::text from ("
+        " select task, state, count(*) as jobs,"
+        " count(*) filter (where state = 'queued' and run_at <= now()) as ready,"
+        " min(created_at) as oldest from rlsworker.jobs group by task, state) s", 0, NULL,
+        json, &rc);
+
+    if (!arr)
+        return rc;
+    printf("%-24s %-8s %8s %8s\n", "TASK", "STATE", "JOBS", "READY");
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *s = json_array_get(arr, i);
+        printf("%-24s %-8s %8lld %8lld\n", json_string_value(json_object_get(s, "task")),
+               json_string_value(json_object_get(s, "state")),
+               (long long)json_integer_value(json_object_get(s, "jobs")),
+               (long long)json_integer_value(json_object_get(s, "ready")));
+    }
+    json_decref(arr);
+    return RW_EXIT_OK;
+}
+
+static bool is_id(const char *s)
+{
+    char *end;
+    if (!s || !*s)
+        return false;
+    return strtoll(s, &end, 10) > 0 && *end == '\0';
+}
+
+int rw_cmd_jobs(int argc, char **argv)
+{
+    struct rw_config cfg;
+    const char *sub = NULL, *id = NULL, *state = NULL, *task = NULL, *limit = NULL;
+    bool json = false;
+    PGconn *c;
+    int rc;
+
+    if (rw_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return RW_EXIT_OK;
+    }
+    if ((rc = rw_cli_config(CMD, &cfg, &argc, argv)) != 0)
+        return rc;
+    rc = RW_EXIT_USAGE;
+    for (int i = 1; i < argc; i++) {
+        const char **slot = NULL;
+        if (strcmp(argv[i], "--json") == 0)
+            json = true;
+        else if (strncmp(argv[i], "--state", 7) == 0)
+            slot = &state;
+        else if (strncmp(argv[i], "--task", 6) == 0)
+            slot = &task;
+        else if (strncmp(argv[i], "--limit", 7) == 0)
+            slot = &limit;
+        else if (argv[i][0] == '-') {
+            rw_cli_error(CMD, "unknown option \"%s\" (see rlsworker jobs --help)", argv[i]);
+            goto out;
+        } else if (!sub)
+            sub = argv[i];
+        else if (!id)
+            id = argv[i];
+        else {
+            rw_cli_error(CMD, "unexpected argument \"%s\"", argv[i]);
+            goto out;
+        }
+        if (slot && !(*slot = rw_cli_value(CMD, argc, argv, &i)))
+            goto out;
+    }
+    if (!sub) {
+        usage(stderr);
+        goto out;
+    }
+    bool needs_id = strcmp(sub, "show") == 0 || strcmp(sub, "retry") == 0 ||
+                    strcmp(sub, "cancel") == 0;
+    if (needs_id && !is_id(id)) {
+        rw_cli_error(CMD, "%s needs a job id (a positive whole number)", sub);
+        goto out;
+    }
+    if (!needs_id && strcmp(sub, "list") != 0 && strcmp(sub, "stats") != 0) {
+        rw_cli_error(CMD, "unknown subcommand \"%s\": use list, show, retry, cancel or stats", sub);
+        goto out;
+    }
+    if (state && strcmp(state, "queued") && strcmp(state, "running") && strcmp(state, "dead")) {
+        rw_cli_error(CMD, "--state must be queued, running or dead");
+        goto out;
+    }
+    if (limit && !is_id(limit)) {
+        rw_cli_error(CMD, "--limit takes a positive whole number");
+        goto out;
+    }
+    rc = RW_EXIT_FAIL;
+    if (!(c = rw_cli_admin(CMD, &cfg)))
+        goto out;
+    if (strcmp(sub, "list") == 0)
+        rc = list(c, state, task, limit, json);
+    else if (strcmp(sub, "show") == 0)
+        rc = show(c, id, json);
+    else if (strcmp(sub, "retry") == 0)
+        rc = act(c, "retry_job", id);
+    else if (strcmp(sub, "cancel") == 0)
+        rc = act(c, "cancel_job", id);
+    else
+        rc = stats(c, json);
+    PQfinish(c);
+out:
+    rw_config_free(&cfg);
+    return rc;
+}
