@@ -1,5 +1,7 @@
-/* Connection pools, one per database role: bounded, opened on demand,
- * a connection not idle after a job is discarded, never reused. */
+/* Connection pools, one per database role: bounded, opened on demand.
+ * A connection goes back to the pool only when its session was reset after
+ * its job (rw_pool_mark_clean) and it is idle; any other is discarded,
+ * never reused, so nothing of one job's session reaches the next. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +13,7 @@ struct rw_pconn {
     rw_pg *pg;
     struct rw_job *job;          /* job using it, or NULL */
     bool ready;
+    bool clean;                  /* session reset since it was given to a job */
     struct rw_pconn *next;
 };
 
@@ -47,6 +50,7 @@ struct rw_pool *rw_pool_new(struct rw_worker *w, const char *name, const char *u
 
 const char *rw_pool_name(const struct rw_pool *p) { return p->name; }
 rw_pg *rw_pconn_pg(struct rw_pconn *pc) { return pc->pg; }
+struct rw_pool *rw_pconn_pool(struct rw_pconn *pc) { return pc->pool; }
 
 struct rw_pool *rw_worker_pool(struct rw_worker *w, const char *name)
 {
@@ -102,6 +106,7 @@ static struct rw_job *pop_waiter(struct rw_pool *p)
 static void give(struct rw_pconn *pc, struct rw_job *job)
 {
     pc->job = job;
+    pc->clean = false;
     rw_job_on_conn(job, pc);
 }
 
@@ -175,6 +180,11 @@ static void serve_next(struct rw_pconn *pc)
         give(pc, job);
 }
 
+void rw_pool_mark_clean(struct rw_pconn *pc)
+{
+    pc->clean = true;
+}
+
 void rw_pool_release(struct rw_pconn *pc)
 {
     PGconn *c = rw_pg_conn(pc->pg);
@@ -182,10 +192,14 @@ void rw_pool_release(struct rw_pconn *pc)
     pc->job = NULL;
     if (!c)
         return;   /* lost: pc_lost unlinks it once its callbacks are done */
-    if ( rw_pg_inflight(pc->pg) > 0 ||
+    if (!pc->clean || rw_pg_inflight(pc->pg) > 0 ||
         PQtransactionStatus(c) != PQTRANS_IDLE) {
         /* never hand a connection in an unknown state to another job */
-        rw_warn("discarding a connection of role %s that is not idle", pc->pool->name);
+        if (pc->clean)
+            rw_warn("discarding a connection of role %s that is not idle", pc->pool->name);
+        else
+            rw_debug("discarding a connection of role %s whose session was not reset",
+                     pc->pool->name);
         struct rw_pool *p = pc->pool;
         unlink_pc(pc);
         if (p->wait_head && p->n < p->max)

@@ -160,11 +160,16 @@ struct rw_pool *rw_worker_pool(struct rw_worker *w, const char *name);
 void rw_pool_acquire(struct rw_pool *p, struct rw_job *job);
 /* Takes the job off the wait list if it is waiting. */
 void rw_pool_forget(struct rw_pool *p, struct rw_job *job);
-/* Gives the connection back; a connection not idle is discarded. */
+/* The job's session on pc was reset (DISCARD ALL seen to succeed), or
+ * nothing was sent on it since it was given: it may serve another job. */
+void rw_pool_mark_clean(struct rw_pconn *pc);
+/* Gives the connection back; one not marked clean since it was given, or
+ * not idle, is discarded (closed), never reused. */
 void rw_pool_release(struct rw_pconn *pc);
 /* Immediate stop: drops every connection; running jobs see conn_lost. */
 void rw_pool_disconnect_all(struct rw_pool *p);
 rw_pg *rw_pconn_pg(struct rw_pconn *pc);
+struct rw_pool *rw_pconn_pool(struct rw_pconn *pc);
 void rw_job_on_conn(struct rw_job *job, struct rw_pconn *pc);
 void rw_job_on_conn_failed(struct rw_job *job, const char *why);
 
