@@ -9,8 +9,10 @@ the very same backend (same pid) and records what its session looks like
 into a table the test reads as admin. bob's job must see none of alice's
 state, and its own writes must land in the real, RLS-guarded table.
 """
+import json
 import secrets
 
+import psycopg
 import pytest
 
 from helpers import write_task
@@ -180,3 +182,118 @@ def test_failed_job_session_is_reset_too(rlsworker, db, tasks_dir):
     assert db.val("select state from rlsworker.jobs where task = 'leave'") == "dead"
     prepared, advisory = db.one("select prepared, advisory from seen where who = 'bob'")
     assert (prepared, advisory) == (0, 0)
+
+
+# ---- hole 4: a restricted role that can make itself admin ----------------
+
+class Roles:
+    """Roles one test creates (cluster-wide, random suffix), dropped after."""
+
+    def __init__(self, pg, db):
+        self.pg, self.db, self.names = pg, db, []
+        self.env = db.env()
+        self.env.pop("DATABASE_MODERATOR_URL", None)
+        self.env.pop("DATABASE_ADMIN_BACKEND_URL", None)
+
+    def nologin(self, prefix, attributes=""):
+        name = "%s_%s" % (prefix, secrets.token_hex(3))
+        self.pg.su_exec("create role %s nologin %s" % (name, attributes))
+        self.names.append(name)
+        return name
+
+    def restricted(self, prefix, attributes="nosuperuser nobypassrls"):
+        """A LOGIN role with authenticated_backend's grants, made the
+        DATABASE_AUTHENTICATED_URL role."""
+        name = "%s_%s" % (prefix, secrets.token_hex(3))
+        self.pg.create_role(name, "login " + attributes)
+        self.names.append(name)
+        self.pg.su_exec("grant usage on schema public, auth to %s; grant select, insert, "
+                        "update, delete on todos to %s" % (name, name), self.db.name)
+        self.env["DATABASE_AUTHENTICATED_URL"] = self.pg.url(name, self.db.name)
+        return name
+
+    def cleanup(self):
+        for name in reversed(self.names):
+            self.pg.su_exec("drop owned by %s cascade" % name, self.db.name)
+        for name in reversed(self.names):
+            self.pg.su_exec("drop role if exists %s" % name)
+
+
+@pytest.fixture
+def roles(pg, db):
+    r = Roles(pg, db)
+    yield r
+    r.cleanup()
+
+
+def doctor_json(rlsworker, env):
+    r = rlsworker.cli("doctor", "--json", env=env, timeout=120)
+    try:
+        return r, json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError("doctor printed no JSON (exit %d):\n%s%s"
+                             % (r.returncode, r.stdout, r.stderr))
+
+
+def found(report, status, check_id, role=None):
+    return [c for c in report["checks"] if c["status"] == status and c["id"] == check_id
+            and (role is None or c.get("role") == role)]
+
+
+def createrole_direct(roles):
+    return roles.restricted("rw_cr", "nosuperuser nobypassrls createrole"), \
+        "restricted.createrole", "CREATEROLE"
+
+
+def createrole_through_chain(roles):
+    """Member of a member of a CREATEROLE role (it can SET ROLE up the chain)."""
+    top = roles.nologin("rw_crtop", "createrole")
+    mid = roles.nologin("rw_crmid")
+    r = roles.restricted("rw_crmem")
+    roles.pg.su_exec("grant %s to %s; grant %s to %s" % (top, mid, mid, r))
+    return r, "restricted.member_privileged", "CREATEROLE"
+
+
+ESCALATIONS = [createrole_direct, createrole_through_chain]
+
+
+@pytest.mark.parametrize("make", ESCALATIONS, ids=[f.__name__ for f in ESCALATIONS])
+def test_createrole_makes_doctor_fail_and_run_refuse(rlsworker, db, roles, tmp_path, make):
+    role, check_id, word = make(roles)
+    if check_id == "restricted.createrole":
+        # the threat is real: the role can make itself the admin (BYPASSRLS)
+        # role (rolled back, so only CREATEROLE is left for the checks)
+        with psycopg.connect(db.pg.url(role, db.name)) as c:
+            c.execute("grant neondb_owner to %s" % role)
+            c.execute("set local role neondb_owner")
+            assert c.execute("select current_user").fetchone()[0] == "neondb_owner"
+            c.rollback()
+    r, report = doctor_json(rlsworker, roles.env)
+    assert r.returncode == 1, r.stdout
+    fails = found(report, "FAIL", check_id, role)
+    assert fails and any(word in c["message"] and "fix:" in c["message"] for c in fails), \
+        r.stdout
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    r = rlsworker.cli("run", "--once", "--tasks", tasks, env=roles.env, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert role in r.stderr and word in r.stderr, r.stderr
+
+
+def test_doctor_knows_the_job_api_functions(rlsworker, db):
+    """complete_job and chain_job are meant for restricted roles: no warning
+    (revoking them, as the old warning advised, breaks every user job); any
+    other SECURITY DEFINER function they can execute still warns."""
+    r, report = doctor_json(rlsworker, db.env())
+    assert r.returncode == 0, r.stdout
+    text = json.dumps(report)
+    assert "complete_job" not in text and "chain_job" not in text, text
+    assert found(report, "PASS", "functions.security_definer", "authenticated_backend")
+    db.sql("create function rlsworker_api.peek() returns bigint language sql "
+           "security definer as 'select count(*) from rlsworker.jobs'; "
+           "grant execute on function rlsworker_api.peek() to authenticated_backend")
+    r, report = doctor_json(rlsworker, db.env())
+    warns = found(report, "WARN", "functions.security_definer", "authenticated_backend")
+    assert any("rlsworker_api.peek()" in c["message"] for c in warns), r.stdout
+    assert not any("complete_job" in c["message"] or "chain_job" in c["message"]
+                   for c in report["checks"]), r.stdout
