@@ -4,8 +4,12 @@
  * role: BEGIN; transaction-local settings (claims, statement_timeout, chain
  * token); the task's statements with bound parameters; completion of the
  * job (rlsworker_api.complete_job, so effects and completion commit
- * together); COMMIT. Any error rolls everything back and the attempt is
- * reported as failed through the control connection. */
+ * together); COMMIT; DISCARD ALL, which resets the session (temporary
+ * tables, settings, role, prepared statements, cursors, advisory locks,
+ * listens) in the same round trip. Any error rolls everything back and the
+ * attempt is reported as failed through the control connection; the
+ * rollback is followed by DISCARD ALL too. A connection goes back to its
+ * pool only when DISCARD ALL was seen to succeed; otherwise it is closed. */
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -296,7 +300,13 @@ void rw_job_cancel(struct rw_job *job, const char *why)
 /* ---- SQL tasks --------------------------------------------------------- */
 
 #define FIXED_BEFORE 2   /* begin; settings */
-#define FIXED_AFTER 2    /* complete_job; commit */
+#define FIXED_AFTER 3    /* complete_job; commit; session reset */
+
+/* Resets everything a job can leave in its session: CLOSE ALL, SET SESSION
+ * AUTHORIZATION DEFAULT (which also ends a SET ROLE), RESET ALL, DEALLOCATE
+ * ALL, UNLISTEN *, pg_advisory_unlock_all(), DISCARD PLANS, TEMP, SEQUENCES.
+ * It cannot run inside a transaction block, so it follows COMMIT/ROLLBACK. */
+#define SESSION_RESET "discard all"
 
 struct sql_run {
     struct rw_job *job;
@@ -343,10 +353,40 @@ static void describe_error(struct rw_job *job, const struct rw_pg_result *r,
         snprintf(err, errlen, "%s", pgerr);
 }
 
-static void after_rollback(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+/* Statement i of an op ran and succeeded (its result was seen). */
+static bool stmt_ok(const struct rw_pg_result *r, int i)
+{
+    return i >= 0 && i < r->nresults && r->results[i] &&
+           PQresultStatus(r->results[i]) == PGRES_COMMAND_OK;
+}
+
+static void after_reset(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
     struct rw_pconn *pc = arg;
+
+    if (r->ok && stmt_ok(r, r->nresults - 1))
+        rw_pool_mark_clean(pc);
+    else if (!r->conn_lost)
+        rw_warn("could not reset the session of a connection of role %s after a failed "
+                "job: %s; closing it", rw_pool_name(rw_pconn_pool(pc)),
+                r->error ? r->error : "unknown error");
     rw_pool_release(pc);
+}
+
+/* After a failed job: ROLLBACK when a transaction is open, then DISCARD
+ * ALL; the connection goes back to the pool (or is closed) when they are
+ * done. */
+static void reset_after_failure(rw_pg *pg, struct rw_pconn *pc)
+{
+    static const struct rw_pg_stmt rollback_reset[] = {
+        {"rollback", 0, NULL}, {SESSION_RESET, 0, NULL}};
+    PGconn *c = rw_pg_conn(pg);
+    bool in_xact = c && PQtransactionStatus(c) != PQTRANS_IDLE;
+
+    if (c && rw_pg_submit(pg, in_xact ? rollback_reset : rollback_reset + 1,
+                          in_xact ? 2 : 1, after_reset, pc) == 0)
+        return;
+    rw_pool_release(pc);   /* not marked clean: closed */
 }
 
 static void sql_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
@@ -358,7 +398,16 @@ static void sql_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 
     sql_run_free(run);
     job->pc = NULL;
-    if (r->ok) {
+    if (r->ok && stmt_ok(r, r->nresults - 1)) {
+        rw_pool_mark_clean(pc);
+        rw_pool_release(pc);
+        job_completed(job, false);
+        return;
+    }
+    if (stmt_ok(r, r->nresults - 2)) {
+        /* committed, but the session reset failed or was not seen */
+        rw_job_log(RW_LOG_WARNING, job, "could not reset the session after the job: %s; "
+                   "closing its connection", r->error ? r->error : "no result");
         rw_pool_release(pc);
         job_completed(job, false);
         return;
@@ -379,13 +428,7 @@ static void sql_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         return;
     }
     describe_error(job, r, err, sizeof err);
-    PGconn *c = rw_pg_conn(pg);
-    if (c && PQtransactionStatus(c) != PQTRANS_IDLE &&
-        rw_pg_query(pg, "rollback", 0, NULL, after_rollback, pc) == 0) {
-        /* the connection goes back to the pool once the rollback is done */
-    } else {
-        rw_pool_release(pc);
-    }
+    reset_after_failure(pg, pc);
     if (r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
         /* lock recovery gave the job to another worker: nothing to report */
         rw_job_log(RW_LOG_WARNING, job, "no longer held by this worker; its effects were rolled back");
@@ -460,6 +503,7 @@ static void job_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
     if (!run || !st) {
         free(run);
         free(st);
+        rw_pool_mark_clean(pc);     /* nothing was sent on it */
         rw_pool_release(pc);
         job->pc = NULL;
         job_failed(job, "out of memory", false);
@@ -479,6 +523,7 @@ static void job_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
         free(st);
         sql_run_free(run);
         job->pc = NULL;
+        rw_pool_mark_clean(pc);     /* nothing was sent on it */
         rw_pool_release(pc);
         job_failed(job, err, true);
         return;
@@ -505,9 +550,10 @@ static void job_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
                                                    run->binds[i].values};
     done_params[0] = id;
     done_params[1] = job->lock_token;
-    st[n - 2] = (struct rw_pg_stmt){
+    st[n - 3] = (struct rw_pg_stmt){
         "select rlsworker_api.complete_job($1::bigint, $2::uuid)", 2, done_params};
-    st[n - 1] = (struct rw_pg_stmt){"commit", 0, NULL};
+    st[n - 2] = (struct rw_pg_stmt){"commit", 0, NULL};
+    st[n - 1] = (struct rw_pg_stmt){SESSION_RESET, 0, NULL};
     ev_timer_set(&job->timeout, timeout_s(job) + 2.0, 0.);
     ev_timer_start(job->ex->loop, &job->timeout);
     int rc = rw_pg_submit(pg, st, n, sql_done, run);

@@ -212,6 +212,11 @@ int rw_sql_scan_next(struct rw_sql_scanner *sc, struct rw_sql_token *tok,
         tok->kind = RW_SQL_STRING;
         advance(sc, 1);
         result = scan_quoted(sc, '\'', 1, err, errlen);
+    } else if ((*p == 'U' || *p == 'u') && p[1] == '&' && (p[2] == '\'' || p[2] == '"')) {
+        /* U&'...' and U&"...": Unicode escapes, but quotes as without U& */
+        tok->kind = p[2] == '"' ? RW_SQL_QUOTED_IDENT : RW_SQL_STRING;
+        advance(sc, 2);
+        result = scan_quoted(sc, p[2], 0, err, errlen);
     } else if (is_ident_start((unsigned char)*p)) {
         tok->kind = RW_SQL_WORD;
         advance(sc, 1 + span(p + 1, is_word_char));
@@ -230,4 +235,129 @@ int rw_sql_tok_is(const struct rw_sql_token *tok, const char *kw)
     size_t n = strlen(kw);
 
     return tok->kind == RW_SQL_WORD && tok->len == n && strncasecmp(tok->start, kw, n) == 0;
+}
+
+/* ---- identifiers -------------------------------------------------------- */
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads n hex digits at p into *cp. Returns 0, or -1 when they are not. */
+static int read_hex(const char *p, const char *end, int n, unsigned long *cp)
+{
+    *cp = 0;
+    for (int k = 0; k < n; k++) {
+        int v = p + k < end ? hex_value((unsigned char)p[k]) : -1;
+        if (v < 0)
+            return -1;
+        *cp = *cp * 16 + (unsigned long)v;
+    }
+    return 0;
+}
+
+struct ident_out {
+    char *buf;
+    size_t cap, len;
+};
+
+static void put(struct ident_out *o, unsigned char c)
+{
+    if (o->len + 1 < o->cap)
+        o->buf[o->len++] = (char)c;
+}
+
+static void put_utf8(struct ident_out *o, unsigned long cp)
+{
+    if (cp < 0x80) {
+        put(o, (unsigned char)cp);
+    } else if (cp < 0x800) {
+        put(o, (unsigned char)(0xc0 | (cp >> 6)));
+        put(o, (unsigned char)(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+        put(o, (unsigned char)(0xe0 | (cp >> 12)));
+        put(o, (unsigned char)(0x80 | ((cp >> 6) & 0x3f)));
+        put(o, (unsigned char)(0x80 | (cp & 0x3f)));
+    } else {
+        put(o, (unsigned char)(0xf0 | ((cp >> 18) & 0x07)));
+        put(o, (unsigned char)(0x80 | ((cp >> 12) & 0x3f)));
+        put(o, (unsigned char)(0x80 | ((cp >> 6) & 0x3f)));
+        put(o, (unsigned char)(0x80 | (cp & 0x3f)));
+    }
+}
+
+/* The body of "..." (between the quotes), "" undoubled; with `esc` (U&),
+ * escapes decoded: esc esc, esc XXXX, esc + XXXXXX. An invalid escape
+ * (which PostgreSQL rejects) is kept as it is. */
+static void unquote(const char *p, const char *end, int esc, struct ident_out *o)
+{
+    unsigned long cp;
+
+    while (p < end) {
+        if (p[0] == '"' && p + 1 < end && p[1] == '"') {
+            put(o, '"');
+            p += 2;
+        } else if (esc >= 0 && (unsigned char)p[0] == esc && p + 1 < end &&
+                   (unsigned char)p[1] == esc) {
+            put(o, (unsigned char)esc);
+            p += 2;
+        } else if (esc >= 0 && (unsigned char)p[0] == esc && p + 1 < end && p[1] == '+' &&
+                   read_hex(p + 2, end, 6, &cp) == 0) {
+            put_utf8(o, cp);
+            p += 8;
+        } else if (esc >= 0 && (unsigned char)p[0] == esc && read_hex(p + 1, end, 4, &cp) == 0) {
+            put_utf8(o, cp);
+            p += 5;
+        } else {
+            put(o, (unsigned char)*p++);
+        }
+    }
+}
+
+/* The escape character of a U& identifier at toks[i]: '\\', or the one
+ * of a following UESCAPE 'c' (then *ntoks is 3). -1 when the UESCAPE
+ * clause is malformed (PostgreSQL rejects it). */
+static int uescape_char(const struct rw_sql_token *toks, int n, int i, int *ntoks)
+{
+    *ntoks = 1;
+    if (i + 1 >= n || !rw_sql_tok_is(&toks[i + 1], "uescape"))
+        return '\\';
+    *ntoks = 2;
+    if (i + 2 >= n || toks[i + 2].kind != RW_SQL_STRING || toks[i + 2].len != 3 ||
+        toks[i + 2].start[0] != '\'')
+        return -1;
+    *ntoks = 3;
+    return (unsigned char)toks[i + 2].start[1];
+}
+
+int rw_sql_ident(const struct rw_sql_token *toks, int n, int i, char *out, size_t outlen)
+{
+    const struct rw_sql_token *t = &toks[i];
+    struct ident_out o = { out, outlen, 0 };
+    int used = 1;
+
+    if (outlen == 0 || i < 0 || i >= n)
+        return 0;
+    if (t->kind == RW_SQL_WORD) {
+        for (size_t k = 0; k < t->len; k++) {
+            unsigned char c = (unsigned char)t->start[k];
+            put(&o, c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c);
+        }
+    } else if (t->kind == RW_SQL_QUOTED_IDENT && t->start[0] == '"') {
+        unquote(t->start + 1, t->start + t->len - 1, -1, &o);
+    } else if (t->kind == RW_SQL_QUOTED_IDENT) {   /* U&"..." */
+        int esc = uescape_char(toks, n, i, &used);
+        unquote(t->start + 3, t->start + t->len - 1, esc, &o);
+    } else {
+        return 0;
+    }
+    out[o.len] = '\0';
+    return used;
 }

@@ -4,7 +4,8 @@
  * comments. It never allocates; tokens point into the caller's text.
  *
  * What it knows: '...' with '' (and E'...' with backslash escapes), "..."
- * with "", $$...$$ and $tag$...$tag$, -- comments, nested block comments,
+ * with "", U&'...' and U&"..." (one token each, prefix included), $$...$$
+ * and $tag$...$tag$, -- comments, nested block comments,
  * `::` casts and `:=`, positional $1 parameters, words (identifiers and
  * keywords, including `$` after the first character). */
 #ifndef RW_SQLSCAN_H
@@ -50,5 +51,13 @@ int rw_sql_scan_next(struct rw_sql_scanner *sc, struct rw_sql_token *tok,
 
 /* True when the token is a word equal to `kw` (ASCII, case-insensitive). */
 int rw_sql_tok_is(const struct rw_sql_token *tok, const char *kw);
+
+/* The name an identifier at toks[i] stands for, as PostgreSQL resolves it:
+ * a word case-folded (ASCII), "..." unquoted ("" undoubled), U&"..."
+ * unquoted with its escapes decoded (\XXXX, \+XXXXXX, or another escape
+ * character given by a following UESCAPE 'c') to UTF-8. Writes at most
+ * outlen - 1 bytes and a NUL to out. Returns how many tokens it used (1,
+ * or 3 with UESCAPE), or 0 when toks[i] is no identifier. */
+int rw_sql_ident(const struct rw_sql_token *toks, int n, int i, char *out, size_t outlen);
 
 #endif

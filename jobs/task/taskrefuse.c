@@ -107,22 +107,27 @@ static const char *check_temp(const struct rw_sql_token *toks, int n)
     return NULL;
 }
 
-/* Copies the setting name of `SET LOCAL name ...` (toks from i) into out,
- * lower-cased, quotes removed. */
+/* Copies the setting name of `SET LOCAL name ...` (toks from i) into out
+ * as the server looks it up: each part a normalized identifier (quotes
+ * removed, U& escapes decoded), parts joined by '.', lower-cased (setting
+ * names are case-insensitive, quoted or not). */
 static void setting_name(const struct rw_sql_token *toks, int n, int i, char *out, size_t outlen)
 {
     size_t len = 0;
+    char part[128];
+    int used;
 
-    for (; i < n && toks[i].kind != RW_SQL_OTHER; i++) {
-        if (rw_sql_tok_is(&toks[i], "to"))
+    out[0] = '\0';
+    while (i < n && (used = rw_sql_ident(toks, n, i, part, sizeof part)) > 0) {
+        if (toks[i].kind == RW_SQL_WORD && strcmp(part, "to") == 0)
             break;
-        for (size_t k = 0; k < toks[i].len && len + 1 < outlen; k++)
-            if (toks[i].start[k] != '"')
-                out[len++] = (char)tolower((unsigned char)toks[i].start[k]);
-        if (i + 1 < n && toks[i + 1].len == 1 && toks[i + 1].start[0] == '.' && len + 1 < outlen) {
-            out[len++] = '.';
-            i++;
-        }
+        for (size_t k = 0; part[k] && len + 1 < outlen; k++)
+            out[len++] = (char)tolower((unsigned char)part[k]);
+        i += used;
+        if (i >= n || toks[i].len != 1 || toks[i].start[0] != '.' || len + 1 >= outlen)
+            break;
+        out[len++] = '.';
+        i++;
     }
     out[len] = '\0';
 }
@@ -146,6 +151,8 @@ static const char *check_set(const struct rw_sql_token *toks, int n)
     if (i == 1)
         return WHY_SESSION;
     setting_name(toks, n, i, name, sizeof name);
+    if (strcmp(name, "role") == 0 || strcmp(name, "session_authorization") == 0)
+        return why_role;
     if (strncmp(name, "request.", 8) == 0)
         return "request.* settings carry the job's claims, which only the worker sets; "
                "read them with current_setting() instead";
@@ -166,13 +173,17 @@ static int contains_ci(const char *hay, size_t len, const char *needle)
     return 0;
 }
 
+/* set_config as a name in any spelling (case, quotes, U& escapes), or its
+ * plain text inside a string or dollar-quoted body (a DO block). */
 static const char *check_set_config(const struct rw_sql_token *toks, int n)
 {
-    for (int i = 0; i < n; i++) {
-        int quoted = toks[i].kind == RW_SQL_STRING || toks[i].kind == RW_SQL_DOLLAR_STRING ||
-                     toks[i].kind == RW_SQL_QUOTED_IDENT;
+    char name[64];
 
-        if (rw_sql_tok_is(&toks[i], "set_config") ||
+    for (int i = 0; i < n; i++) {
+        int quoted = toks[i].kind == RW_SQL_STRING || toks[i].kind == RW_SQL_DOLLAR_STRING;
+
+        if ((rw_sql_ident(toks, n, i, name, sizeof name) > 0 &&
+             strcasecmp(name, "set_config") == 0) ||
             (quoted && contains_ci(toks[i].start, toks[i].len, "set_config")))
             return "set_config() is refused in tasks: the job's claims are set by the "
                    "worker only; use SET LOCAL for other settings";

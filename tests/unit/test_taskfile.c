@@ -307,6 +307,27 @@ static const struct error_case error_cases[] = {
     { "select set_config('request.jwt.claims', :c, true)", "set_config() is refused" },
     { "select pg_catalog.SET_CONFIG ('a', 'b', true)", "set_config() is refused" },
     { "do $$ begin perform set_config('x', 'y', true); end $$", "set_config() is refused" },
+    /* spellings the server resolves to the same names: quotes, U& escapes
+     * (with UESCAPE), mixed case, comments between tokens */
+    { "set local \"role\" = 'admin'", "changing the role inside a task" },
+    { "SET LOCAL \"ROLE\" TO admin", "changing the role inside a task" },
+    { "set local U&\"r\\006fle\" = admin", "changing the role inside a task" },
+    { "set local \"session_authorization\" = 'admin'", "changing the role inside a task" },
+    { "set local u&\"session\\005Fauthorization\" = 'admin'", "changing the role inside a task" },
+    { "select 1;\n\nset /* a */ local -- b\n \"Role\" = admin", PATH ":3: changing the role" },
+    { "select U&\"set\\005fconfig\"('request.jwt.claims', :c, true)", "set_config() is refused" },
+    { "select\n  u&\"SET\\005FCONFIG\" ('a', 'b', true)", PATH ":1: set_config() is refused" },
+    { "select pg_catalog.U&\"set!005fconfig\" UESCAPE '!' ('a', 'b', true)",
+      "set_config() is refused" },
+    { "select U&\"se!0074_config\" /* c */ uescape '!'('a', 'b', true)", "set_config() is refused" },
+    { "select \"set_config\"('a', 'b', true)", "set_config() is refused" },
+    { "select U&\"\\+000073et_config\"('a', 'b', true)", "set_config() is refused" },
+    { "set local U&\"request.jwt.claims\" = '{}'", "request.* settings carry the job's claims" },
+    { "set local U&\"request\\002ejwt\\002eclaims\" = '{}'", "request.* settings" },
+    { "set local U&\"\\0052EQUEST\".jwt.\"claims\" = '{}'", "request.* settings" },
+    { "set local U&\"req#0075est.jwt.claims\" uescape '#' = '{}'", "request.* settings" },
+    { "SeT lOcAl /* x */ \"Request\" /* y */ . \"JWT\" . claims to '{}'", "request.* settings" },
+    { "set local U&\"rlsworker\\002echain_token\" = 'x'", "rlsworker.* settings" },
     /* scope: subject */
     { "-- run_as: system\n-- scope: subject\nupdate t set x = 1 where u = :subject;\ndelete from t;",
       PATH ":4: statement does not use :subject, but the task declares scope: subject" },
@@ -344,6 +365,9 @@ static void test_allowed_statements(void **state)
         "select current_setting('request.jwt.claims', true)", "call app.tidy(:n)",
         "with moved as (delete from a returning *) insert into b select * from moved",
         "select 'begin' ; select 'commit'", "select beginning from ends",
+        "set local \"search_path\" = app", "set local U&\"st\\0061tement_timeout\" = '5s'",
+        "select U&\"set\\005fconfigs\" from t", "select \"set_config_log\" from t",
+        "set local \"Rolex\" = 'x'",
     };
 
     for (size_t i = 0; i < N(ok); i++) {

@@ -89,13 +89,13 @@ PGconn *rw_rolecheck_connect(const char *url, const char *what, const char *sour
 struct who {
     char login[RW_CHECK_ROLE_MAX];  /* session_user */
     char oid[16];
-    bool super, bypass;
+    bool super, bypass, createrole;
 };
 
 static const char sql_identity[] =
     "select session_user::text, current_user::text, current_database(),"
     " coalesce(current_setting('request.jwt.claims', true), '') <> '',"
-    " r.oid::text, r.rolsuper, r.rolbypassrls"
+    " r.oid::text, r.rolsuper, r.rolbypassrls, r.rolcreaterole"
     " from pg_catalog.pg_roles r where r.rolname = session_user";
 
 static void identity_report(const PGresult *r, const char *expected, const char *source,
@@ -134,6 +134,7 @@ static int check_identity(PGconn *c, const char *expected, const char *source,
     snprintf(w->oid, sizeof w->oid, "%s", PQgetvalue(r, 0, 4));
     w->super = is_true(r, 0, 5);
     w->bypass = is_true(r, 0, 6);
+    w->createrole = is_true(r, 0, 7);
     identity_report(r, expected, source, rep);
     if (is_true(r, 0, 3))
         rw_report_add(rep, "restricted.claims_preset", RW_CHECK_FAIL, w->login,
@@ -167,11 +168,19 @@ static void check_attributes(const struct who *w, struct rw_report *rep)
     else
         rw_report_add(rep, "restricted.bypassrls", RW_CHECK_PASS, w->login,
                       "does not have BYPASSRLS");
+    if (w->createrole)
+        rw_report_add(rep, "restricted.createrole", RW_CHECK_FAIL, w->login,
+                      "has CREATEROLE, so a job can grant itself a BYPASSRLS or owner role "
+                      "and SET ROLE to it; fix: ALTER ROLE %s NOCREATEROLE", w->login);
+    else
+        rw_report_add(rep, "restricted.createrole", RW_CHECK_PASS, w->login,
+                      "does not have CREATEROLE");
 }
 
 /* Every role the login role is a member of, by any path, whether inherited
  * or not (SET ROLE works either way), with the path and what makes it
- * dangerous: superuser, BYPASSRLS, or owning tables outside the catalogs. */
+ * dangerous: superuser, BYPASSRLS, CREATEROLE (it can grant itself any
+ * other role), or owning tables outside the catalogs. */
 static const char sql_membership[] =
     "with recursive m(roleid, path) as ("
     "  select a.roleid, array[a.roleid] from pg_catalog.pg_auth_members a"
@@ -180,7 +189,8 @@ static const char sql_membership[] =
     "  select a.roleid, m.path || a.roleid from pg_catalog.pg_auth_members a"
     "  join m on a.member = m.roleid"
     "  where a.roleid <> all (m.path) and cardinality(m.path) < 64)"
-    " select distinct on (o.oid) o.rolname::text, o.rolsuper, o.rolbypassrls,"
+    " select distinct on (o.oid) o.rolname::text, o.rolsuper,"
+    "  o.rolbypassrls or o.rolcreaterole,"
     "  (select string_agg(quote_ident(x.rolname), ' -> ' order by u.i)"
     "     from unnest(m.path) with ordinality u(oid, i)"
     "     join pg_catalog.pg_roles x on x.oid = u.oid),"
@@ -190,7 +200,8 @@ static const char sql_membership[] =
     "     where c.relowner = o.oid and c.relkind in ('r', 'p', 'v', 'm', 'f')"
     "       and n.nspname not in ('pg_catalog', 'information_schema')"
     "       and n.nspname not like 'pg\\_toast%'"
-    "     order by 1 limit 3) t)"
+    "     order by 1 limit 3) t),"
+    "  o.rolbypassrls"
     " from m join pg_catalog.pg_roles o on o.oid = m.roleid"
     " order by o.oid, cardinality(m.path)";
 
@@ -211,7 +222,9 @@ static int check_membership(PGconn *c, const struct who *w, struct rw_report *re
             rw_report_add(rep, "restricted.member_privileged", RW_CHECK_FAIL, w->login,
                           "is a member of \"%s\" (%s) through %s, so it can SET ROLE and "
                           "bypass RLS; fix: REVOKE %s FROM %s", name,
-                          is_true(r, i, 1) ? "superuser" : "BYPASSRLS", path, via, w->login);
+                          is_true(r, i, 1) ? "superuser"
+                          : is_true(r, i, 6) ? "BYPASSRLS" : "CREATEROLE",
+                          path, via, w->login);
         }
         if (!PQgetisnull(r, i, 5)) {
             bad_owner++;
@@ -223,7 +236,7 @@ static int check_membership(PGconn *c, const struct who *w, struct rw_report *re
     }
     if (!bad_priv)
         rw_report_add(rep, "restricted.member_privileged", RW_CHECK_PASS, w->login,
-                      "is not a member of a superuser or BYPASSRLS role");
+                      "is not a member of a superuser, BYPASSRLS or CREATEROLE role");
     if (!bad_owner)
         rw_report_add(rep, "restricted.member_owner", RW_CHECK_PASS, w->login,
                       "is not a member of a role that owns tables");

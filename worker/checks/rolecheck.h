@@ -71,8 +71,9 @@ PGconn *rw_rolecheck_connect(const char *url, const char *what, const char *sour
 
 /* The fail-closed checks of one restricted connection: who it logs in as
  * (must be expected_role when not NULL, and session_user = current_user),
- * superuser, BYPASSRLS, membership (direct, inherited or SET ROLE-able) in a
- * superuser/BYPASSRLS role or in a role owning tables this role is granted,
+ * superuser, BYPASSRLS, CREATEROLE, membership (direct, inherited or SET
+ * ROLE-able, through any chain) in a superuser/BYPASSRLS/CREATEROLE role or
+ * in a role owning tables this role is granted,
  * role/database defaults for request.jwt.* / role / session_authorization,
  * claims already set on a fresh connection, any privilege on schema
  * rlsworker. admin (borrowed, may be NULL) is only used to compare

@@ -1,5 +1,7 @@
-/* Connection pools, one per database role: bounded, opened on demand,
- * a connection not idle after a job is discarded, never reused. */
+/* Connection pools, one per database role: bounded, opened on demand.
+ * A connection goes back to the pool only when its session was reset after
+ * its job (rw_pool_mark_clean) and it is idle; any other is discarded,
+ * never reused, so nothing of one job's session reaches the next. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@ struct rw_pconn {
     rw_pg *pg;
     struct rw_pool_waiter *job;  /* waiter using it, or NULL */
     bool ready;
+    bool clean;                  /* session reset since it was given to a job */
     struct rw_pconn *next;
 };
 
@@ -51,6 +54,7 @@ struct rw_pool *rw_pool_new(struct ev_loop *loop, const char *name, const char *
 
 const char *rw_pool_name(const struct rw_pool *p) { return p->name; }
 rw_pg *rw_pconn_pg(struct rw_pconn *pc) { return pc->pg; }
+struct rw_pool *rw_pconn_pool(struct rw_pconn *pc) { return pc->pool; }
 
 static void unlink_pc(struct rw_pconn *pc)
 {
@@ -98,6 +102,7 @@ static struct rw_pool_waiter *pop_waiter(struct rw_pool *p)
 static void give(struct rw_pconn *pc, struct rw_pool_waiter *job)
 {
     pc->job = job;
+    pc->clean = false;
     job->on_conn(job, pc);
 }
 
@@ -171,6 +176,11 @@ static void serve_next(struct rw_pconn *pc)
         give(pc, job);
 }
 
+void rw_pool_mark_clean(struct rw_pconn *pc)
+{
+    pc->clean = true;
+}
+
 void rw_pool_release(struct rw_pconn *pc)
 {
     PGconn *c = rw_pg_conn(pc->pg);
@@ -178,10 +188,14 @@ void rw_pool_release(struct rw_pconn *pc)
     pc->job = NULL;
     if (!c)
         return;   /* lost: pc_lost unlinks it once its callbacks are done */
-    if ( rw_pg_inflight(pc->pg) > 0 ||
+    if (!pc->clean || rw_pg_inflight(pc->pg) > 0 ||
         PQtransactionStatus(c) != PQTRANS_IDLE) {
         /* never hand a connection in an unknown state to another job */
-        rw_warn("discarding a connection of role %s that is not idle", pc->pool->name);
+        if (pc->clean)
+            rw_warn("discarding a connection of role %s that is not idle", pc->pool->name);
+        else
+            rw_debug("discarding a connection of role %s whose session was not reset",
+                     pc->pool->name);
         struct rw_pool *p = pc->pool;
         unlink_pc(pc);
         if (p->wait_head && p->n < p->max)

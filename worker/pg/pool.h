@@ -33,10 +33,15 @@ const char *rw_pool_name(const struct rw_pool *p);
 void rw_pool_acquire(struct rw_pool *p, struct rw_pool_waiter *wt);
 /* Takes the waiter off the wait list if it is waiting. */
 void rw_pool_forget(struct rw_pool *p, struct rw_pool_waiter *wt);
-/* Gives the connection back; a connection not idle is discarded. */
+/* The job's session on pc was reset (DISCARD ALL seen to succeed), or
+ * nothing was sent on it since it was given: it may serve another job. */
+void rw_pool_mark_clean(struct rw_pconn *pc);
+/* Gives the connection back; one not marked clean since it was given, or
+ * not idle, is discarded (closed), never reused. */
 void rw_pool_release(struct rw_pconn *pc);
 /* Immediate stop: drops every connection; running users see conn_lost. */
 void rw_pool_disconnect_all(struct rw_pool *p);
 rw_pg *rw_pconn_pg(struct rw_pconn *pc);
+struct rw_pool *rw_pconn_pool(struct rw_pconn *pc);
 
 #endif
