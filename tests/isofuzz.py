@@ -399,10 +399,11 @@ select :job_id::bigint, pg_backend_pid(), current_setting('request.jwt.claims', 
                                         and pid = pg_backend_pid() and granted),
        (select count(*) from pg_class where relnamespace = pg_my_temp_schema()),
        (select coalesce(array_agg(c order by c), '{}') from pg_listening_channels() c),
-       (select count(*) from pg_cursors),
+       (select coalesce(string_agg(name || ' (' || statement || ')', ', ' order by name), '')
+          from pg_cursors where name <> ''),
        (select coalesce(string_agg(name || '=' || setting, ',' order by name), '')
           from pg_settings where source = 'session' and name <> 'statement_timeout'),
-       current_setting('iso.marker', true),
+       nullif(current_setting('iso.marker', true), ''),
        to_regclass('todos')::text;
 insert into todos (task) values ('probe|' || :job_id);
 update public.iso_audit
@@ -414,7 +415,7 @@ where job_id = :job_id::bigint;
 # What a probe must see on a clean session.
 CLEAN = {
     "cur_user": RESTRICTED, "sess_user": RESTRICTED, "search_path": '"$user", public',
-    "prepared": 0, "advisory": 0, "temp_objs": 0, "listening": [], "cursors": 0,
+    "prepared": 0, "advisory": 0, "temp_objs": 0, "listening": [], "cursors": "",
     "settings": "", "marker": None, "todos_rel": "todos",
 }
 # The leak class each probe column reveals.
@@ -429,7 +430,7 @@ SETUP_SQL = """
 create table public.iso_audit (
     job_id bigint primary key, pid int, claims text, cur_user text, sess_user text,
     search_path text, prepared bigint, advisory bigint, temp_objs bigint,
-    listening text[], cursors bigint, settings text, marker text, todos_rel text,
+    listening text[], cursors text, settings text, marker text, todos_rel text,
     seen text[], own_seen bigint);
 alter table public.iso_audit enable row level security;
 create policy iso_audit_all on public.iso_audit for all using (true) with check (true);
