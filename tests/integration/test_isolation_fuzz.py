@@ -314,7 +314,8 @@ def test_isolation_fuzz(rlsworker, db, tmp_path, capsys):
               "(errors, timeouts, cancels), classes run: %s" % (
                   SEED, rnd, stats.files, stats.fuzz_failed, dict(stats.classes_tried)))
         print("  %d fuzz jobs reached other users' rows with claims their own SQL set "
-              "(task code, not a leak between jobs; see docs/security.md)" % len(stats.forged))
+              "(task code, not a leak between jobs; see docs/security.md)" % len(
+                  {job_id for job_id, _, _ in stats.forged}))
     if stats.leaks:
         pytest.fail(summary + "\n" + report(ctx), pytrace=False)
     # the fuzzer must have run what it is about
