@@ -56,6 +56,8 @@ struct rw_config {
     int lock_timeout_s;
     int heartbeat_interval_s;
     int shutdown_timeout_s;
+    int history_retention_s;   /* finished runs kept in rlsworker.job_history */
+    int history_prune_batch;   /* most history rows one sweep removes */
     /* HTTP */
     char *listen;
     int body_limit;
@@ -67,6 +69,9 @@ struct rw_config {
     char *http_allow;          /* netguard allowlist (worker/netguard.h), or NULL */
     struct rw_webhook_source webhooks[RW_MAX_WEBHOOKS];
     int nwebhooks;
+    /* console (worker/console.c): on when both are set */
+    char *console_user;
+    char *console_password;    /* plain, sha256:<hex> or pbkdf2-sha256:... */
     /* logging */
     char *log_level;
 };

@@ -288,8 +288,7 @@ static void answer_get(struct rw_req *r)
     } else if (r->route == RT_READYZ) {
         rw_req_error(r, 503, "not_ready", "%s", in->not_ready);
     } else {
-        r->resp_text = true;
-        rw_req_answer(r, 200, rw_metrics_render(in->w->metrics));
+        rw_metrics_scrape(r);
     }
 }
 

@@ -85,6 +85,9 @@ bool rw_intake_db_ready(const struct rw_intake *in);
 bool rw_intake_db_add_user_job(struct rw_req *r, const char *claims, const char *sub);
 bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task);
 
+/* metrics_db.c: answers GET /metrics, after reading the queues when it can */
+void rw_metrics_scrape(struct rw_req *r);
+
 /* intake_handlers.c */
 void rw_intake_jobs(struct rw_req *r);
 void rw_intake_webhook(struct rw_req *r);

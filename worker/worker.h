@@ -155,6 +155,9 @@ void rw_job_abandon(struct rw_job *job);
 struct rw_pool *rw_pool_new(struct rw_worker *w, const char *name, const char *url, int max);
 void rw_pool_free(struct rw_pool **p);
 const char *rw_pool_name(const struct rw_pool *p);
+/* Connections by use, and jobs waiting for one (for /metrics). */
+struct rw_pool_stats { int in_use, idle, opening, waiting, max; };
+void rw_pool_stats(const struct rw_pool *p, struct rw_pool_stats *st);
 struct rw_pool *rw_worker_pool(struct rw_worker *w, const char *name);
 /* Queues the job for a connection; rw_job_on_conn is called when it has one. */
 void rw_pool_acquire(struct rw_pool *p, struct rw_job *job);
