@@ -72,6 +72,8 @@ struct rw_config {
     /* console (worker/console.c): on when both are set */
     char *console_user;
     char *console_password;    /* plain, sha256:<hex> or pbkdf2-sha256:... */
+    int console_max_failures;  /* failed logins per address before 429 */
+    int console_failure_window_s;
     /* logging */
     char *log_level;
 };
