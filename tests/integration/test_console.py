@@ -88,7 +88,8 @@ def tasks(tmp_path, db):
 def start(rlsworker, db, tasks, tmp_path, password=PASSWORD, *extra):
     port = free_port()
     crontab = tmp_path / "crontab"
-    crontab.write_text("30 2 * * * noop ?id=nightly-noop\n*/10 * * * * noop ?id=ten-minutes\n")
+    crontab.write_text("30 2 * * * noop ?id=nightly-noop\n*/10 * * * * noop ?id=ten-minutes\n"
+                       "*/5 * * * * * noop ?id=every-5s&queue=ticks\n")
     env = db.env(RLSWORKER_CONSOLE_USER=USER, RLSWORKER_CONSOLE_PASSWORD=password)
     w = rlsworker.spawn("run", "--listen", "127.0.0.1:%d" % port, "--tasks", str(tasks),
                         "--crontab", str(crontab), "--poll-interval", "100",
@@ -100,7 +101,7 @@ def start(rlsworker, db, tasks, tmp_path, password=PASSWORD, *extra):
     return w, port
 
 
-def browser(scenario, port, **env):
+def browser(scenario, port, expect_errors=False, **env):
     if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
         pytest.fail("playwright-core is not installed: run tests/run.sh (it runs npm ci in "
                     "tests/browser)", pytrace=False)
@@ -112,7 +113,8 @@ def browser(scenario, port, **env):
                        env=e, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, "browser scenario %s failed:\n%s%s" % (scenario, r.stdout, r.stderr)
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["errors"] == [], out["errors"]
+    if not expect_errors:
+        assert out["errors"] == [], out["errors"]
     return out
 
 
@@ -128,6 +130,13 @@ def dead_job(db, n=0):
 def test_browser_login_overview_and_workers(rlsworker, db, tasks, tmp_path):
     w, port = start(rlsworker, db, tasks, tmp_path)
     db.sql("select rlsworker.add_job('noop', run_at => now() + interval '1 hour', queue => 'later')")
+    db.sql("select rlsworker.add_job('noop') from generate_series(1, 12)")
+    dead_job(db)
+    db.sql("select rlsworker.add_job('complete_todos', claims => '{\"sub\":\"alice\"}',"
+           " run_at => now() + interval '10 minutes') from generate_series(1, 3)")
+    wait_until(lambda: db.val("select count(*) from rlsworker.job_history"
+                              " where outcome = 'succeeded' and task = 'noop'") >= 12,
+               what="noops ran")
     out = browser("overview", port)
     assert "Queues" in out["text"] and "later" in out["text"]
     assert out["who"].startswith(USER)
@@ -179,12 +188,15 @@ def test_browser_enqueue_shows_in_history(rlsworker, db, tasks, tmp_path):
 
 def test_browser_shows_next_cron_fire(rlsworker, db, tasks, tmp_path):
     w, port = start(rlsworker, db, tasks, tmp_path)
+    wait_until(lambda: db.val("select count(*) from rlsworker.cron_state"
+                              " where id = 'every-5s'") == 1, what="a cron fire")
     out = browser("cron", port)
     rows = {r["id"]: r for r in out["rows"]}
-    assert set(rows) == {"nightly-noop", "ten-minutes"}
+    assert set(rows) == {"nightly-noop", "ten-minutes", "every-5s"}
     assert rows["nightly-noop"]["next"].endswith("02:30:00Z")
     minute = int(rows["ten-minutes"]["next"].split(":")[1])
     assert minute % 10 == 0
+    assert "never" in rows["nightly-noop"]["text"] and "never" not in rows["every-5s"]["text"]
     assert w.stop() == 0
 
 
@@ -234,17 +246,27 @@ def test_browser_cross_site_post_changes_nothing(rlsworker, db, tasks, tmp_path)
     srv = ThreadingHTTPServer(("127.0.0.1", 0), EvilHandler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        browser("csrf", port, EVIL_URL="http://localhost:%d/" % srv.server_address[1])
+        out = browser("csrf", port, expect_errors=True,
+                      EVIL_URL="http://localhost:%d/" % srv.server_address[1])
     finally:
         srv.shutdown()
+    # what the browser said: the console refused to be framed or read cross-site
+    assert any("frame-ancestors" in e or "NotSameOrigin" in e or "403" in e
+               for e in out["errors"]), out["errors"]
     assert db.val("select state from rlsworker.jobs where id = %s", (job,)) == "dead"
     assert w.stop() == 0
 
 
-def test_browser_without_credentials_gets_401(rlsworker, db, tasks, tmp_path):
+def test_browser_without_or_with_wrong_credentials_gets_401(rlsworker, db, tasks, tmp_path):
     w, port = start(rlsworker, db, tasks, tmp_path)
-    out = browser("unauthorized", port, NO_CREDENTIALS=1)
-    assert out["status"] == 401 and out["auth"].startswith("Basic realm=")
+    for env in ({"NO_CREDENTIALS": 1}, {"WRONG_PASSWORD": "not the password"}):
+        out = browser("unauthorized", port, expect_errors=True, **env)
+        assert out["seen"], out
+        assert all(s["status"] == 401 and s["auth"].startswith("Basic realm=")
+                   for s in out["seen"]), out
+        # no console request got through: nothing but the challenge came back
+        assert [s["url"] for s in out["seen"]] == ["http://127.0.0.1:%d/ui/" % port] * len(
+            out["seen"]), out
     assert w.stop() == 0
 
 
