@@ -85,7 +85,7 @@ const struct rw_option rw_options[] = {
     S("console_user", "RLSWORKER_CONSOLE_USER", console_user, NULL, false,
       "user name of the web console at /ui/ (off unless console_password is set too)"),
     S("console_password", "RLSWORKER_CONSOLE_PASSWORD", console_password, NULL, false,
-      "console password: plain text, sha256:<hex> or pbkdf2-sha256:<iter>:<salt hex>:<hex>"),
+      "console password: plain text, sha256:HEX or pbkdf2-sha256:ITER:SALTHEX:HEX (docs/console.md)"),
     I("console_max_failures", "RLSWORKER_CONSOLE_MAX_FAILURES", console_max_failures, "10", 1, 100000, false,
       "failed console logins from one address before it gets 429 for console_failure_window"),
     I("console_failure_window", "RLSWORKER_CONSOLE_FAILURE_WINDOW", console_failure_window_s, "60", 1, 86400, false,
