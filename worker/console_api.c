@@ -95,6 +95,15 @@ static const char ENQUEUE_SQL[] =
 
 /* ---- reads ----------------------------------------------------------------- */
 
+/* JSON text of v (steals the reference), or NULL. */
+static char *dump(json_t *v)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+
+    json_decref(v);
+    return s;
+}
+
 static void on_json(rw_pg *pg, const struct rw_pg_result *res, void *arg)
 {
     struct rw_req *r = arg;
@@ -192,7 +201,6 @@ static char *cron_rows(struct rw_worker *w)
     json_t *arr = json_array();
     int64_t now = (int64_t)time(NULL), next;
     char when[32];
-    char *s;
 
     for (int i = 0; tab && i < tab->n; i++) {
         const struct rw_cron_entry *e = &tab->entries[i];
@@ -208,9 +216,7 @@ static char *cron_rows(struct rw_worker *w)
         }
         json_array_append_new(arr, row);
     }
-    s = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
-    return s;
+    return dump(arr);
 }
 
 static void get_cron(struct rw_console *c, struct rw_req *r)
@@ -228,9 +234,8 @@ static void get_cron(struct rw_console *c, struct rw_req *r)
 
 static void get_session(struct rw_console *c, struct rw_req *r)
 {
-    rw_req_answer(r, 200, json_dumps(json_pack("{ss ss ss ss}", "user", c->user, "csrf",
-                                               c->csrf, "worker", c->w->id, "version",
-                                               RW_VERSION), JSON_COMPACT));
+    rw_req_answer(r, 200, dump(json_pack("{ss ss ss ss}", "user", c->user, "csrf", c->csrf,
+                                         "worker", c->w->id, "version", RW_VERSION)));
 }
 
 /* ---- actions ---------------------------------------------------------------- */
@@ -248,7 +253,7 @@ static void on_action(rw_pg *pg, const struct rw_pg_result *res, void *arg)
     out = PQgetvalue(res->results[0], 0, 0);
     rw_info("console: user %s: %s job %s: %s", r->in->console->user, r->note,
             PQgetvalue(res->results[0], 0, 1), out);
-    rw_req_answer(r, 200, json_dumps(json_pack("{ss}", "result", out), JSON_COMPACT));
+    rw_req_answer(r, 200, dump(json_pack("{ss}", "result", out)));
 }
 
 static void post_action(struct rw_console *c, struct rw_req *r, json_t *body)
