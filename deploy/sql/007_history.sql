@@ -42,7 +42,9 @@ begin
     with d as (
         delete from rlsworker.jobs j
         where j.id = any (p_ids) and j.locked_by = p_worker and j.state = 'running'
-        returning j.*
+        -- only what the history keeps: never the payload or claims
+        returning j.id, j.task, j.queue, j.subject, j.run_as, j.attempts, j.locked_by,
+                  j.created_at, j.locked_at
     ), h as (
         insert into rlsworker.job_history (job_id, task, queue, subject, run_as, attempts,
                                            outcome, worker_id, created_at, started_at)
@@ -219,7 +221,7 @@ begin
     with d as (
         delete from rlsworker.jobs
         where id = p_id and lock_token = p_token and state = 'running'
-        returning *
+        returning id, task, queue, subject, run_as, attempts, locked_by, created_at, locked_at
     ), h as (
         insert into rlsworker.job_history (job_id, task, queue, subject, run_as, attempts,
                                            outcome, worker_id, created_at, started_at)
