@@ -199,10 +199,17 @@ static void on_stopping(void *arg)
     rw_run_hooks_quiesce(arg);
 }
 
+static void on_history_pruned(long long n, void *arg)
+{
+    struct rw_worker *w = arg;
+
+    rw_metrics_history_pruned(w->metrics, n);
+}
+
 /* The scheduler claims into the executor, which reports back to it. */
 static int start_scheduler(struct rw_worker *w)
 {
-    struct rw_sched_callbacks scb = {on_registered, on_stopping, w};
+    struct rw_sched_callbacks scb = {on_registered, on_stopping, on_history_pruned, w};
     struct rw_exec_pools pools = {w->admin_pool, w->roles, w->nroles, w->user_role};
     struct rw_exec_callbacks ecb;
 
