@@ -70,11 +70,13 @@ def test_metrics_parse_and_show_queues_pools_and_pruning(rlsworker, db):
         assert lag[weird] >= 29
     pools = {(s.labels["pool"], s.labels["state"]): s.value
              for s in fams["rlsworker_pool_connections"].samples}
-    assert {("admin", "in_use"), ("user", "idle"), ("user", "opening")} <= set(pools)
+    # pools are named by role: the admin pool, then each restricted role it logs in as
+    user = "authenticated_backend"
+    assert {("admin", "in_use"), (user, "idle"), (user, "opening")} <= set(pools)
     assert {s.labels["pool"] for s in fams["rlsworker_pool_waiting_jobs"].samples} >= {
-        "admin", "user"}
+        "admin", user}
     maxes = {s.labels["pool"]: s.value for s in fams["rlsworker_pool_connections_max"].samples}
-    assert maxes["user"] == 10
+    assert maxes[user] == 10
     # the families that were there before still parse
     for name in ("rlsworker_jobs", "rlsworker_queue_jobs", "rlsworker_intake_requests",
                  "rlsworker_token_rejections"):
