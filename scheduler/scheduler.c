@@ -185,7 +185,7 @@ void rw_sched_maybe_claim(struct rw_sched *s)
 {
     char n[16];
     const char *params[2] = {s->id, n};
-    int free_slots = s->cfg->concurrency + s->cfg->prefetch - s->inflight;
+    int free_slots = s->cfg->concurrency + rw_config_prefetch(s->cfg) - s->inflight;
 
     if (s->stopping || !s->ctl_ready || !s->registered)
         return;
