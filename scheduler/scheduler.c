@@ -117,14 +117,19 @@ static void pump(struct rw_sched *s)
     if (s->pumping)
         return;
     s->pumping = true;
-    while (s->ready_head && s->running < s->cfg->concurrency && !s->stopping) {
+    while (s->ready_head && !s->stopping) {
         struct rw_job *job = s->ready_head;
+        /* a user job that joins a group still open needs no slot (group commit) */
+        bool joins = rw_exec_joins_group(s->ex, job);
+        if (!joins && s->running >= s->cfg->concurrency)
+            break;
         s->ready_head = job->ready_next;
         if (!s->ready_head)
             s->ready_tail = NULL;
         job->ready_next = NULL;
-        job->dispatched = true;
-        s->running++;
+        job->dispatched = !joins;
+        if (!joins)
+            s->running++;
         rw_job_dispatch(job);
     }
     s->pumping = false;
