@@ -199,3 +199,37 @@ insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_curren
         add(db, "gc.on", n, "u")
     run_once(rlsworker, db, tasks, "--group-commit", "off")
     assert db.val("select count(distinct xid) from gc_log") == 5
+
+
+def test_cancelling_a_running_batch_mate_ends_only_that_job(rlsworker, db, tmp_path):
+    import time
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_slow.sql", """-- task: gc.slow
+-- run_as: user
+select pg_sleep(case when :n::int = 1 then 30 else 0 end);
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+""")
+    ids = {}
+    for n in range(3):
+        add(db, "gc.slow", n, "user%d" % n, priority=n)
+        ids[n] = db.val("select max(id) from rlsworker.jobs")
+    w = rlsworker.spawn("run", "--tasks", str(tasks), "--concurrency", "1",
+                        "--backoff-base", "1", env=db.env())
+    deadline = time.time() + 20
+    while time.time() < deadline and not db.sql(
+            "select 1 from pg_stat_activity where query like '%pg_sleep%' and state = 'active'"
+            " and usename = 'authenticated_backend'"):
+        time.sleep(0.1)
+    r = rlsworker.cli("jobs", "cancel", str(ids[1]), env=db.env())
+    assert r.returncode == 0, r.stderr
+    deadline = time.time() + 20
+    while time.time() < deadline and db.val("select count(*) from gc_log") < 2:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert w.stop() == 0
+    rows = db.sql("select n, xid from gc_log order by n")
+    assert [r[0] for r in rows] == [0, 2], rows                 # each batch-mate once
+    assert rows[0][1] == rows[1][1], rows                        # in one transaction
+    state, err = db.one("select state, last_error from rlsworker.jobs where id = %s", (ids[1],))
+    assert state == "dead" and err.startswith("cancelled"), (state, err)
+    assert db.val("select count(*) from rlsworker.jobs") == 1
