@@ -98,6 +98,7 @@ static struct rw_job *job_from_row(struct rw_sched *s, const PGresult *res, int 
     job->claims_verified_at = atoll(PQgetvalue(res, row, 9));
     job->chained_by = atoll(PQgetvalue(res, row, 10));
     job->state = RW_JOB_CLAIMED;
+    job->claimed_at = ev_now(s->loop);
     if (!job->payload)
         job->payload = json_object();
     job->next = s->jobs;
@@ -117,14 +118,19 @@ static void pump(struct rw_sched *s)
     if (s->pumping)
         return;
     s->pumping = true;
-    while (s->ready_head && s->running < s->cfg->concurrency && !s->stopping) {
+    while (s->ready_head && !s->stopping) {
         struct rw_job *job = s->ready_head;
+        /* a user job that joins a group still open needs no slot (group commit) */
+        bool joins = rw_exec_joins_group(s->ex, job);
+        if (!joins && s->running >= s->cfg->concurrency)
+            break;
         s->ready_head = job->ready_next;
         if (!s->ready_head)
             s->ready_tail = NULL;
         job->ready_next = NULL;
-        job->dispatched = true;
-        s->running++;
+        job->dispatched = !joins;
+        if (!joins)
+            s->running++;
         rw_job_dispatch(job);
     }
     s->pumping = false;
@@ -185,7 +191,8 @@ void rw_sched_maybe_claim(struct rw_sched *s)
 {
     char n[16];
     const char *params[2] = {s->id, n};
-    int free_slots = s->cfg->concurrency + s->cfg->prefetch - s->inflight;
+    int prefetch = s->prefetch_paused ? 0 : rw_config_prefetch(s->cfg);
+    int free_slots = s->cfg->concurrency + prefetch - s->inflight;
 
     if (s->stopping || !s->ctl_ready || !s->registered)
         return;
@@ -206,8 +213,43 @@ void rw_sched_maybe_claim(struct rw_sched *s)
         s->claim_inflight = true;
 }
 
+/* Prefetched jobs that did not start within PREFETCH_HOLD_S (every slot is
+ * busy with long jobs) go back to the queue uncounted, for other workers,
+ * and this worker claims only for free slots until one frees up. */
+#define PREFETCH_HOLD_S 1.0
+static void release_stale_ready(struct rw_sched *s)
+{
+    struct rw_job **jp = &s->ready_head, *stale = NULL, **tail = &stale;
+    ev_tstamp now = ev_now(s->loop);
+
+    s->ready_tail = NULL;
+    while (*jp) {
+        struct rw_job *job = *jp;
+        if (now - job->claimed_at > PREFETCH_HOLD_S) {
+            *jp = job->ready_next;
+            job->ready_next = NULL;
+            *tail = job;
+            tail = &job->ready_next;
+        } else {
+            s->ready_tail = job;
+            jp = &job->ready_next;
+        }
+    }
+    if (!stale)
+        return;
+    s->prefetch_paused = true;
+    while (stale) {
+        struct rw_job *next = stale->ready_next;
+        stale->ready_next = NULL;
+        rw_job_release_if_waiting(stale);
+        stale = next;
+    }
+}
+
 static void rw_sched_job_ended(struct rw_sched *s)
 {
+    if (s->running < s->cfg->concurrency)
+        s->prefetch_paused = false;
     if (s->pumping)
         return;         /* the pump's caller claims once the batch is started */
     pump(s);
@@ -221,6 +263,7 @@ static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
 
+    release_stale_ready(s);
     s->more_ready = true;
     rw_sched_maybe_claim(s);
 }

@@ -34,6 +34,7 @@ struct rw_sched {
     int running;                  /* of those, dispatched (at most concurrency) */
     struct rw_job *ready_head, *ready_tail; /* claimed, waiting for a slot */
     bool pumping;
+    bool prefetch_paused;         /* prefetched jobs went stale: claim only for free slots */
     bool claim_inflight;
     bool claim_again;
     int claim_asked;

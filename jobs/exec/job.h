@@ -22,6 +22,7 @@
 struct rw_executor;
 struct rw_task;
 struct rw_builtin_job;
+struct rw_group;
 
 enum rw_job_state { RW_JOB_CLAIMED, RW_JOB_WAITING, RW_JOB_RUNNING, RW_JOB_ENDED };
 
@@ -51,7 +52,9 @@ struct rw_job {
     struct rw_job *next, *prev;   /* the scheduler's list of live jobs */
     struct rw_job *ready_next;    /* the scheduler's ready list (prefetched, not dispatched) */
     bool dispatched;              /* the scheduler counted it as running */
+    ev_tstamp claimed_at;         /* when the scheduler made it (prefetch hold) */
     struct rw_builtin_job *bj;    /* a running built-in's handle (for abort), else NULL */
+    struct rw_group *group;       /* group commit (group.c): its group while waiting or running */
 };
 
 /* Frees the job and what it owns; NULLs *job. */

@@ -20,14 +20,15 @@
 #define C(n, e, f, d, ch, r, doc) {n, e, RW_OPT_STRING, OFF(f), d, 0, 0, r, doc, ch}
 
 static const char *const claim_settings_choices[] = {"off", "sub", "all", NULL};
+static const char *const on_off_choices[] = {"on", "off", NULL};
 
 const struct rw_option rw_options[] = {
     S("database_url", "DATABASE_URL", database_url, NULL, false,
       "admin connection (BYPASSRLS role): queue, migrations, system jobs"),
     S("authenticated_url", "DATABASE_AUTHENTICATED_URL", authenticated_url, NULL, false,
       "restricted role for user-scoped jobs (run_as: user)"),
-    I("pool_size", "RLSWORKER_POOL_SIZE", pool_size, "10", 1, 1000, false,
-      "most connections held open per restricted role"),
+    I("pool_size", "RLSWORKER_POOL_SIZE", pool_size, "0", 0, 1000, false,
+      "most connections held open per restricted role (0: the concurrency)"),
     I("connect_timeout", "RLSWORKER_CONNECT_TIMEOUT", connect_timeout_s, "10", 1, 3600, false,
       "seconds to wait for a database connection"),
     I("reconnect_max", "RLSWORKER_RECONNECT_MAX", reconnect_max_s, "30", 1, 3600, false,
@@ -60,8 +61,14 @@ const struct rw_option rw_options[] = {
       "jobs in flight at once in this process"),
     I("claim_batch", "RLSWORKER_CLAIM_BATCH", claim_batch, "100", 1, 1000, true,
       "most jobs claimed in one round trip"),
-    I("prefetch", "RLSWORKER_PREFETCH", prefetch, "0", 0, 1000, true,
-      "jobs claimed ahead of free slots and held in this process (speeds up short jobs)"),
+    I("prefetch", "RLSWORKER_PREFETCH", prefetch, "-1", -1, 1000, true,
+      "jobs claimed ahead of free slots and held in this process (-1: concurrency "
+      "times group_commit_max, at least 100, at most 1000)"),
+    C("group_commit", "RLSWORKER_GROUP_COMMIT", group_commit, "on", on_off_choices, true,
+      "on or off: ready user jobs of one role share a transaction, each in its own "
+      "savepoint (docs/guarantees.md)"),
+    I("group_commit_max", "RLSWORKER_GROUP_COMMIT_MAX", group_commit_max, "16", 1, 1000, true,
+      "most jobs in one group-committed transaction"),
     I("poll_interval", "RLSWORKER_POLL_INTERVAL", poll_interval_ms, "2000", 10, 600000, true,
       "milliseconds between polls when no NOTIFY arrives"),
     I("max_attempts", "RLSWORKER_MAX_ATTEMPTS", max_attempts, "25", 1, 1000, true,
@@ -620,4 +627,24 @@ void rw_config_print_options(FILE *out)
     fprintf(out, "  %-26s (config file only) sign http tasks' requests to HOST the\n"
             "  %-26s Standard Webhooks way; \"$VAR\" reads the secret from VAR\n",
             "http_sign.HOST = SECRET", "");
+}
+
+int rw_config_pool_size(const struct rw_config *cfg)
+{
+    return cfg->pool_size > 0 ? cfg->pool_size : cfg->concurrency;
+}
+
+int rw_config_group_max(const struct rw_config *cfg)
+{
+    return cfg->group_commit && strcmp(cfg->group_commit, "on") == 0 ? cfg->group_commit_max : 1;
+}
+
+int rw_config_prefetch(const struct rw_config *cfg)
+{
+    long n;
+
+    if (cfg->prefetch >= 0)
+        return cfg->prefetch;
+    n = (long)cfg->concurrency * rw_config_group_max(cfg);
+    return n < 100 ? 100 : n > 1000 ? 1000 : (int)n;
 }

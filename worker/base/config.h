@@ -57,7 +57,9 @@ struct rw_config {
     char *crontab;
     int concurrency;
     int claim_batch;
-    int prefetch;
+    int prefetch;              /* -1: rw_config_prefetch sizes it */
+    char *group_commit;        /* "on" or "off" */
+    int group_commit_max;
     int poll_interval_ms;
     int max_attempts;
     int backoff_base_ms;
@@ -139,6 +141,13 @@ const char *rw_config_http_sign_secret(const struct rw_config *cfg, const char *
 
 /* Looks up the connection string for a restricted role name. */
 const char *rw_config_role_url(const struct rw_config *cfg, const char *role);
+
+/* pool_size, or the concurrency when pool_size is 0 (the default). */
+int rw_config_pool_size(const struct rw_config *cfg);
+/* Most jobs in one user transaction: group_commit_max, or 1 when group_commit is off. */
+int rw_config_group_max(const struct rw_config *cfg);
+/* prefetch, or when -1 (the default) concurrency x rw_config_group_max, within 100..1000. */
+int rw_config_prefetch(const struct rw_config *cfg);
 
 /* Prints the options table (for --help and the docs). */
 void rw_config_print_options(FILE *out);

@@ -81,7 +81,8 @@ static int check_schema(const struct rw_config *cfg)
 static int make_pools(struct rw_worker *w)
 {
     const struct rw_config *cfg = &w->cfg;
-    int admin_max = cfg->concurrency < cfg->pool_size ? cfg->concurrency : cfg->pool_size;
+    int pool_size = rw_config_pool_size(cfg);
+    int admin_max = cfg->concurrency < pool_size ? cfg->concurrency : pool_size;
 
     int tmo = cfg->connect_timeout_s;
 
@@ -91,11 +92,11 @@ static int make_pools(struct rw_worker *w)
         return -1;
     w->roles[w->nroles++] = (struct rw_exec_role){
         w->user_role, rw_pool_new(w->loop, w->user_role, cfg->authenticated_url,
-                                  cfg->pool_size, tmo)};
+                                  pool_size, tmo)};
     for (int i = 0; i < cfg->nroles; i++)
         w->roles[w->nroles++] = (struct rw_exec_role){
             cfg->roles[i].role,
-            rw_pool_new(w->loop, cfg->roles[i].role, cfg->roles[i].url, cfg->pool_size, tmo)};
+            rw_pool_new(w->loop, cfg->roles[i].role, cfg->roles[i].url, pool_size, tmo)};
     for (int i = 0; i < w->nroles; i++)
         if (!w->roles[i].pool)
             return -1;
