@@ -82,6 +82,13 @@ int rw_run_hooks_check_run_as(struct rw_worker *w, const struct rw_registry *reg
     return check_crontab(w, w->crontab_pending, err, errlen);
 }
 
+static const char *notifications(void *arg)
+{
+    const struct rw_worker *w = arg;
+
+    return rw_sched_notifications(w->sched);
+}
+
 int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
 {
     if (w->crontab_pending) {
@@ -95,7 +102,8 @@ int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
         }
     }
     if (w->cfg.listen) {
-        struct rw_intake_env env = {w->loop, &w->cfg, w->metrics, &w->tasks};
+        struct rw_intake_env env = {w->loop, &w->cfg, w->metrics, &w->tasks,
+                                    notifications, w};
         if (!(w->intake = rw_intake_start(&env, err, errlen)))
             return -1;
     }

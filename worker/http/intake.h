@@ -39,6 +39,10 @@ struct rw_intake_env {
     const struct rw_config *cfg;
     struct rw_metrics *metrics;
     struct rw_registry *const *tasks;   /* the registry in use (SIGHUP swaps *tasks) */
+    /* How the worker hears of new jobs, for /readyz ("listen" or "polling
+     * (why)"); NULL leaves the field out. */
+    const char *(*notifications)(void *arg);
+    void *notifications_arg;
 };
 
 /* Retry-After sent with 503 answers. */
