@@ -4,11 +4,15 @@
  * work, so it may go through a transaction pooler. LISTEN needs a session:
  * it runs on a connection of its own ("rlsworker listener") to
  * DATABASE_DIRECT_URL, or to DATABASE_URL when no direct URL is given. At
- * each connect the listener first checks that no pooler answers for the
- * server (worker/pg/pooler.h) and that a NOTIFY it sends itself arrives
- * within notify_probe_timeout; only then does it LISTEN. Otherwise it warns,
- * names the fix, disconnects (nothing is ever LISTENed through a pooler) and
- * the scheduler polls every poll_interval_pooled; operator cancels are then
+ * each connect the listener probes before it LISTENs to the worker's
+ * channels (worker/pg/pooler.h): on a direct connection it NOTIFYs itself;
+ * through a proxy (its backend pid is not the server's: a pooler, or Neon's
+ * proxy in front of the direct endpoint) the NOTIFY comes from the control
+ * connection while the listener idles, which only a session of its own
+ * receives. When nothing arrives within notify_probe_timeout it warns,
+ * names the fix, unlistens the private probe channel (best effort: behind
+ * a transaction pooler that may reach another server session), disconnects,
+ * and the scheduler polls every poll_interval_pooled; operator cancels are then
  * found by asking the database (rw_sched_check_cancels), which is also done
  * with every heartbeat in case a notification was lost. */
 #include <stdio.h>
@@ -62,6 +66,12 @@ const char *rw_sched_notifications(const struct rw_sched *s)
     return "polling (checking whether notifications arrive)";
 }
 
+static void unlistened(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    if (!r->conn_lost)
+        rw_pg_disconnect(pg);
+}
+
 /* No LISTEN here: warn once per connect, drop the session, poll fast. */
 static void give_up(struct rw_sched *s, bool pooled)
 {
@@ -69,14 +79,28 @@ static void give_up(struct rw_sched *s, bool pooled)
     s->lsn_mode = RW_LSN_POOLED;
     s->lsn_backoff_ms = 0;
     if (pooled)
-        rw_warn("%s goes through a connection pooler, where LISTEN does not work and is "
-                "not used; looking for new jobs and cancels every %d ms instead (fix: %s)",
-                lsn_source(s), s->cfg->poll_interval_pooled_ms, RW_NOTIFY_FIX);
+        rw_warn("%s goes through a connection pooler: a NOTIFY from another connection "
+                "did not reach an idle LISTEN within %d ms, so LISTEN is not used; looking "
+                "for new jobs and cancels every %d ms instead (fix: %s)",
+                lsn_source(s), s->cfg->notify_probe_timeout_ms,
+                s->cfg->poll_interval_pooled_ms, RW_NOTIFY_FIX);
     else
         rw_warn("a NOTIFY this worker sent itself on %s did not arrive within %d ms; "
                 "looking for new jobs and cancels every %d ms instead (fix: %s)",
                 lsn_source(s), s->cfg->notify_probe_timeout_ms,
                 s->cfg->poll_interval_pooled_ms, RW_NOTIFY_FIX);
+    s->probe_notify_pending = false;
+    if (s->probe_channel[0]) {
+        /* best effort: behind a transaction pooler this may reach another
+         * server session than the one that holds the probe's LISTEN */
+        char unlisten[96];
+        snprintf(unlisten, sizeof unlisten, "unlisten %s", s->probe_channel);
+        s->probe_channel[0] = '\0';
+        if (rw_pg_query(s->lsn, unlisten, 0, NULL, unlistened, s) == 0) {
+            set_poll(s);
+            return;
+        }
+    }
     rw_pg_disconnect(s->lsn);
     set_poll(s);
 }
@@ -106,6 +130,47 @@ static void probe_sent(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         rw_pg_abort(pg, r->error ? r->error : "the notification probe failed");
 }
 
+static void start_probe_timer(struct rw_sched *s)
+{
+    ev_timer_set(&s->probe_timer, s->cfg->notify_probe_timeout_ms / 1000.0, 0.);
+    ev_timer_start(s->loop, &s->probe_timer);
+}
+
+static void probe_notified(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    if (!r->ok && !r->conn_lost)
+        rw_warn("could not send the notification probe: %s", r->error);
+}
+
+void rw_sched_notify_send_probe(struct rw_sched *s)
+{
+    const char *params[1] = {s->probe_channel};
+
+    if (!s->probe_notify_pending || !s->ctl_ready || !s->registered)
+        return;
+    if (rw_pg_query(s->ctl, "select pg_notify($1, '')", 1, params, probe_notified, s) < 0)
+        return;
+    s->probe_notify_pending = false;
+    start_probe_timer(s);
+}
+
+/* Proxied: the LISTEN is in place and the listener idles; the NOTIFY comes
+ * from the control connection, another client. A session proxy (Neon's
+ * direct endpoint) delivers it; a transaction pooler cannot, as the idle
+ * listener is linked to no server session. */
+static void probe_listened(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    struct rw_sched *s = arg;
+
+    if (!r->ok) {
+        if (!r->conn_lost)
+            rw_pg_abort(pg, r->error ? r->error : "the notification probe failed");
+        return;
+    }
+    s->probe_notify_pending = true;
+    rw_sched_notify_send_probe(s);
+}
+
 static void pid_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
     struct rw_sched *s = arg;
@@ -117,26 +182,29 @@ static void pid_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_pg_abort(pg, r->error ? r->error : "could not read the backend pid");
         return;
     }
-    if (rw_pg_pid_pooled(rw_pg_conn(pg), PQgetvalue(r->results[0], 0, 0))) {
-        give_up(s, true);
-        return;
-    }
-    /* two transactions: a LISTEN that lasts beyond its own transaction is
-     * what needs a session */
+    s->lsn_proxied = rw_pg_pid_pooled(rw_pg_conn(pg), PQgetvalue(r->results[0], 0, 0));
     rw_pg_probe_channel(s->probe_channel, sizeof s->probe_channel);
     snprintf(listen, sizeof listen, "listen %s", s->probe_channel);
+    if (s->lsn_proxied) {
+        if (rw_pg_query(pg, listen, 0, NULL, probe_listened, s) < 0)
+            rw_pg_abort(pg, "could not send the notification probe");
+        return;
+    }
+    /* direct: two transactions of its own; a LISTEN that lasts beyond its
+     * transaction is what needs a session */
     if (rw_pg_query(pg, listen, 0, NULL, probe_sent, s) < 0 ||
         rw_pg_query(pg, "select pg_notify($1, '')", 1, params, probe_sent, s) < 0) {
         rw_pg_abort(pg, "could not send the notification probe");
         return;
     }
-    ev_timer_set(&s->probe_timer, s->cfg->notify_probe_timeout_ms / 1000.0, 0.);
-    ev_timer_start(s->loop, &s->probe_timer);
+    start_probe_timer(s);
 }
 
 static void on_probe_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    give_up(t->data, false);
+    struct rw_sched *s = t->data;
+
+    give_up(s, s->lsn_proxied);
 }
 
 static void probe_arrived(struct rw_sched *s)
@@ -209,6 +277,7 @@ static void lsn_lost(rw_pg *pg, const char *why, void *arg)
 
     ev_timer_stop(s->loop, &s->probe_timer);
     s->probe_channel[0] = '\0';
+    s->probe_notify_pending = false;
     s->lsn_mode = RW_LSN_LOST;
     if (s->stopping || s->stopped)
         return;

@@ -274,6 +274,7 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     rw_sched_recovery_start(s);
     if (s->cb.on_registered && !s->stopping)
         s->cb.on_registered(s->cb.arg);
+    rw_sched_notify_send_probe(s);
     s->more_ready = true;
     rw_sched_maybe_claim(s);
 }

@@ -34,6 +34,8 @@ struct rw_sched {
      * database_url) that LISTENs, unless a pooler is in the way */
     rw_pg *lsn;
     enum { RW_LSN_PROBING, RW_LSN_LISTENING, RW_LSN_POOLED, RW_LSN_LOST } lsn_mode;
+    bool lsn_proxied;             /* its backend pid is not the server's */
+    bool probe_notify_pending;    /* the probe's NOTIFY waits for the control connection */
     char probe_channel[64];
     ev_timer probe_timer;
     ev_timer lsn_retry;
@@ -82,6 +84,9 @@ void rw_sched_report(struct rw_sched *s, enum rw_outcome_kind kind, long long id
 /* notify.c: LISTEN where it works, polling where it does not */
 int rw_sched_notify_init(struct rw_sched *s);
 void rw_sched_notify_start(struct rw_sched *s);
+/* Sends the probe's NOTIFY from the control connection once it is
+ * registered, when the listener waits for one (notify.c). */
+void rw_sched_notify_send_probe(struct rw_sched *s);
 /* Notifications arrive (LISTEN is in place): the slow poll is enough. */
 bool rw_sched_listening(const struct rw_sched *s);
 /* Asks the database which of this worker's running jobs an operator

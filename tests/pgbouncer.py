@@ -25,7 +25,7 @@ ROLES = ("neondb_owner", "authenticated_backend", "moderator_backend", "admin_ba
 
 
 class PgBouncer:
-    def __init__(self, pg, pool_size=2, max_client_conn=400):
+    def __init__(self, pg, pool_size=2, max_client_conn=400, pool_mode="transaction"):
         self.pg = pg
         self.pool_size = pool_size
         self.base = tempfile.mkdtemp(prefix="rlsworker-pgbouncer-")
@@ -48,7 +48,7 @@ class PgBouncer:
                 unix_socket_dir =
                 auth_type = scram-sha-256
                 auth_file = %s
-                pool_mode = transaction
+                pool_mode = %s
                 default_pool_size = %d
                 min_pool_size = 0
                 reserve_pool_size = 0
@@ -57,7 +57,7 @@ class PgBouncer:
                 logfile = %s
                 pidfile = %s
                 """) % (pg.port, self.port, os.path.join(self.base, "userlist.txt"),
-                        pool_size, max_client_conn, self.logfile, self.pidfile))
+                        pool_mode, pool_size, max_client_conn, self.logfile, self.pidfile))
         os.chmod(os.path.join(self.base, "userlist.txt"), 0o600)
         if self._as_root:
             for name in os.listdir(self.base):

@@ -21,7 +21,7 @@ void rw_check_notifications(const struct rw_config *cfg, struct rw_report *rep)
                           "connection string, or unset it", err);
         return;     /* DATABASE_URL: admin.login reports it */
     }
-    switch (rw_pg_probe_notify(c, cfg->notify_probe_timeout_ms, err, sizeof err)) {
+    switch (rw_pg_probe_notify(c, url, cfg->notify_probe_timeout_ms, err, sizeof err)) {
     case RW_NOTIFY_OK:
         rw_report_add(rep, "notifications", RW_CHECK_PASS, NULL,
                       "a NOTIFY to itself arrives on %s: run hears of new jobs and cancels "
@@ -29,9 +29,9 @@ void rw_check_notifications(const struct rw_config *cfg, struct rw_report *rep)
         break;
     case RW_NOTIFY_POOLED:
         rw_report_add(rep, "notifications", RW_CHECK_WARN, NULL,
-                      "%s goes through a connection pooler (the server's backend pid differs "
-                      "from the one given at connect), where LISTEN does not work: run polls "
-                      "for new jobs and cancels every %d ms instead; fix: %s",
+                      "%s goes through a connection pooler (a NOTIFY from another "
+                      "connection did not reach an idle LISTEN), where LISTEN does not work: "
+                      "run polls for new jobs and cancels every %d ms instead; fix: %s",
                       source, cfg->poll_interval_pooled_ms, RW_NOTIFY_FIX);
         break;
     case RW_NOTIFY_SILENT:

@@ -70,28 +70,47 @@ static bool wait_notify(PGconn *c, const char *channel, int timeout_ms)
     }
 }
 
-enum rw_notify_probe rw_pg_probe_notify(PGconn *c, int timeout_ms, char *err, size_t errlen)
+/* NOTIFY channel from a connection of its own to url. */
+static int notify_from(const char *url, const char *sql, char *err, size_t errlen)
+{
+    PGconn *n = PQconnectdb(url);
+    int rc;
+
+    if (PQstatus(n) != CONNECTION_OK) {
+        snprintf(err, errlen, "could not connect to send the probe's NOTIFY: %s",
+                 PQerrorMessage(n));
+        err[strcspn(err, "\n")] = '\0';
+        PQfinish(n);
+        return -1;
+    }
+    rc = run(n, sql, NULL, err, errlen);
+    PQfinish(n);
+    return rc;
+}
+
+enum rw_notify_probe rw_pg_probe_notify(PGconn *c, const char *notify_url, int timeout_ms,
+                                        char *err, size_t errlen)
 {
     char ch[64], sql[160];
     PGresult *r = NULL;
-    bool pooled, arrived;
+    bool proxied, arrived;
 
     if (run(c, "select pg_backend_pid()", &r, err, errlen) < 0)
         return RW_NOTIFY_ERROR;
-    pooled = rw_pg_pid_pooled(c, PQgetvalue(r, 0, 0));
+    proxied = rw_pg_pid_pooled(c, PQgetvalue(r, 0, 0));
     PQclear(r);
-    if (pooled)
-        return RW_NOTIFY_POOLED;
     rw_pg_probe_channel(ch, sizeof ch);
     snprintf(sql, sizeof sql, "listen %s", ch);
     if (run(c, sql, NULL, err, errlen) < 0)
         return RW_NOTIFY_ERROR;
     snprintf(sql, sizeof sql, "notify %s", ch);
-    if (run(c, sql, NULL, err, errlen) < 0)
+    if ((proxied ? notify_from(notify_url, sql, err, errlen) : run(c, sql, NULL, err, errlen)) < 0)
         return RW_NOTIFY_ERROR;
     arrived = wait_notify(c, ch, timeout_ms);
     snprintf(sql, sizeof sql, "unlisten %s", ch);
     if (run(c, sql, NULL, err, errlen) < 0)
         return RW_NOTIFY_ERROR;
-    return arrived ? RW_NOTIFY_OK : RW_NOTIFY_SILENT;
+    if (arrived)
+        return RW_NOTIFY_OK;
+    return proxied ? RW_NOTIFY_POOLED : RW_NOTIFY_SILENT;
 }
