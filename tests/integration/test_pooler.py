@@ -92,15 +92,21 @@ def listening_channels(bouncer, db, role="neondb_owner"):
 def pickup_median(db, env, tasks_dir, rlsworker, ready_pattern, n=8):
     """Median seconds from enqueue to start of a job queued while the worker idles."""
     db.sql("create table if not exists picked (job_id bigint primary key, at timestamptz)")
+    db.sql("grant insert on picked to authenticated_backend")
     db.sql("truncate picked")
-    system_task(tasks_dir, "pick", "insert into picked values (:job_id, clock_timestamp());")
+    # a user job: its connection (and the DISCARD ALL after it) is in the
+    # restricted role's pool, so nothing of the worker's resets the admin
+    # pool's server sessions that listening_channels() then inspects
+    write_task(tasks_dir, "pick", "-- task: pick\n-- run_as: user\n"
+               "insert into picked values (:job_id, clock_timestamp());\n")
     w = rlsworker.spawn("run", "--tasks", str(tasks_dir), env=env)
     w.wait_for(ready_pattern)
     time.sleep(0.5)
     delays = []
     for i in range(n):
         time.sleep(0.3 + 0.07 * i)            # idle, at varying phases of the poll
-        jid, at = db.one("select rlsworker.add_job('pick'), clock_timestamp()")
+        jid, at = db.one("select rlsworker.add_job('pick', claims => '{\"sub\": \"alice\"}'),"
+                         " clock_timestamp()")
         wait_until(lambda: db.sql("select 1 from picked where job_id = %s", (jid,)), 10,
                    what="job %d to be picked up" % jid)
         delays.append((db.val("select at from picked where job_id = %s", (jid,)) - at)
