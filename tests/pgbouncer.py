@@ -26,6 +26,10 @@ ROLES = ("neondb_owner", "authenticated_backend", "moderator_backend", "admin_ba
 
 class PgBouncer:
     def __init__(self, pg, pool_size=2, max_client_conn=400, pool_mode="transaction"):
+        if not os.access(PGBOUNCER, os.X_OK):
+            raise RuntimeError("pgbouncer not found at %s: run deploy/install-packages.sh "
+                               "(Debian package pgbouncer, listed in deploy/packages.txt)"
+                               % PGBOUNCER)
         self.pg = pg
         self.pool_size = pool_size
         self.base = tempfile.mkdtemp(prefix="rlsworker-pgbouncer-")
