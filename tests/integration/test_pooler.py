@@ -115,11 +115,17 @@ def pickup_median(db, env, tasks_dir, rlsworker, ready_pattern, n=8):
     return statistics.median(delays), w.read_stderr()
 
 
+def report(capsys, text):
+    """Printed also without -s (tests/run.sh): the figures the issue asks for."""
+    with capsys.disabled():
+        print(text)
+
+
 def test_pooled_without_direct_url_warns_polls_fast_and_never_listens(
-        rlsworker, pooled, bouncer, tasks_dir):
+        rlsworker, pooled, bouncer, tasks_dir, capsys):
     median, log = pickup_median(pooled, pooled.env(), tasks_dir, rlsworker, WARNING)
-    print("\npickup of a job queued while idle, DATABASE_URL pooled, no DATABASE_DIRECT_URL:"
-          " median %.0f ms" % (median * 1000))
+    report(capsys, "\npickup of a job queued while idle, DATABASE_URL pooled, no "
+           "DATABASE_DIRECT_URL: median %.0f ms" % (median * 1000))
     assert "DATABASE_DIRECT_URL" in log and "-pooler" in log
     # poll_interval_pooled (200 ms), not poll_interval (2 s)
     assert median < 0.5
@@ -131,17 +137,18 @@ def test_pooled_without_direct_url_warns_polls_fast_and_never_listens(
     assert bouncer.log().count("when not linked") <= 1
 
 
-def test_pooled_with_direct_url_listens_there(rlsworker, pooled_direct, bouncer, tasks_dir):
+def test_pooled_with_direct_url_listens_there(rlsworker, pooled_direct, bouncer, tasks_dir,
+                                              capsys):
     median, log = pickup_median(pooled_direct, pooled_direct.env(), tasks_dir, rlsworker,
                                 "listening for new jobs and cancels on DATABASE_DIRECT_URL")
-    print("\npickup of a job queued while idle, DATABASE_URL pooled, DATABASE_DIRECT_URL"
+    report(capsys, "\npickup of a job queued while idle, DATABASE_URL pooled, DATABASE_DIRECT_URL"
           " direct: median %.0f ms" % (median * 1000))
     assert WARNING not in log
     assert median < 0.3         # LISTEN: about 10-50 ms on a busy 2-core machine
     assert worker_channels(bouncer, pooled_direct) == []
 
 
-def test_operator_cancel_without_notifications(rlsworker, pooled, tasks_dir):
+def test_operator_cancel_without_notifications(rlsworker, pooled, tasks_dir, capsys):
     system_task(tasks_dir, "nap", "select pg_sleep(30);")
     w = rlsworker.spawn("run", "--tasks", str(tasks_dir), env=pooled.env())
     w.wait_for(WARNING)
@@ -155,7 +162,7 @@ def test_operator_cancel_without_notifications(rlsworker, pooled, tasks_dir):
     wait_until(lambda: pooled.val("select state from rlsworker.jobs where id = %s", (jid,))
                == "dead", 5, what="the cancel")
     took = time.time() - start
-    print("\noperator cancel of a running job, DATABASE_URL pooled: dead after %.0f ms"
+    report(capsys, "\noperator cancel of a running job, DATABASE_URL pooled: dead after %.0f ms"
           % (took * 1000))
     assert "cancelled" in pooled.val("select last_error from rlsworker.jobs where id = %s", (jid,))
     assert w.stop() == 0
@@ -224,7 +231,7 @@ def test_isolation_fuzz_through_the_pooler(rlsworker, pooled, tmp_path, capsys, 
     fuzz.test_isolation_fuzz(rlsworker, pooled, tmp_path, capsys)
 
 
-def test_session_proxy_as_direct_url_listens(rlsworker, db, bouncer, pg, tasks_dir):
+def test_session_proxy_as_direct_url_listens(rlsworker, db, bouncer, pg, tasks_dir, capsys):
     """A proxy that keeps one server session per client (PgBouncer in session
     mode here; Neon's proxy in front of the direct endpoint) hands out its
     own backend pid too, but LISTEN works through it: the worker must tell
@@ -235,7 +242,7 @@ def test_session_proxy_as_direct_url_listens(rlsworker, db, bouncer, pg, tasks_d
             DATABASE_DIRECT_URL=session.url("neondb_owner", db.name))
         median, log = pickup_median(db, env, tasks_dir, rlsworker,
                                     "listening for new jobs and cancels on DATABASE_DIRECT_URL")
-        print("\npickup, DATABASE_URL pooled, DATABASE_DIRECT_URL through a session-mode"
+        report(capsys, "\npickup, DATABASE_URL pooled, DATABASE_DIRECT_URL through a session-mode"
               " proxy: median %.0f ms" % (median * 1000))
         assert WARNING not in log
         assert median < 0.3
