@@ -34,6 +34,8 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
     if (s->registered && rw_pg_query(s->ctl, "select rlsworker.heartbeat($1)", 1, params,
                                      heartbeat_done, s) < 0)
         rw_warn("could not send heartbeat: not connected");
+    /* a cancel whose NOTIFY was lost (or never sent through a pooler) */
+    rw_sched_check_cancels(s);
 }
 
 static void sweep_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)

@@ -13,7 +13,6 @@ static void rw_sched_job_ended(struct rw_sched *s);
 static rw_pg *admin_conn(void *arg);
 static void ctl_ready(rw_pg *pg, void *arg);
 static void ctl_lost(rw_pg *pg, const char *why, void *arg);
-static void ctl_notify(rw_pg *pg, const char *channel, const char *payload, void *arg);
 
 /* ---- the executor's reports ------------------------------------------------ */
 
@@ -164,7 +163,9 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     }
     rows = PQntuples(res);
     s->more_ready = rows >= asked;
-    s->drained = rows == 0;
+    /* an empty answer while jobs ran proves nothing: a job's end may free
+     * its named queue (--once claims again once everything settled) */
+    s->drained = rows == 0 && s->claim_idle;
     for (int i = 0; i < rows; i++) {
         struct rw_job *job = job_from_row(s, res, i);
         if (!job)
@@ -209,8 +210,10 @@ void rw_sched_maybe_claim(struct rw_sched *s)
                     " attempts, coalesce(max_attempts, 0), lock_token::text,"
                     " coalesce(extract(epoch from claims_verified_at)::bigint, 0),"
                     " coalesce(chained_by, 0) from rlsworker.claim_jobs($1, $2::int)",
-                    2, params, claim_done, s) == 0)
+                    2, params, claim_done, s) == 0) {
         s->claim_inflight = true;
+        s->claim_idle = s->inflight == 0;
+    }
 }
 
 /* Prefetched jobs that did not start within PREFETCH_HOLD_S (every slot is
@@ -266,6 +269,8 @@ static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
     release_stale_ready(s);
     s->more_ready = true;
     rw_sched_maybe_claim(s);
+    if (!rw_sched_listening(s))
+        rw_sched_check_cancels(s);
 }
 
 /* ---- --once ---------------------------------------------------------------- */
@@ -312,18 +317,20 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     rw_sched_recovery_start(s);
     if (s->cb.on_registered && !s->stopping)
         s->cb.on_registered(s->cb.arg);
+    rw_sched_notify_send_probe(s);
     s->more_ready = true;
     rw_sched_maybe_claim(s);
 }
 
-/* After (re)connecting: LISTEN, register, and give back jobs this worker
- * holds in the database but does not know (a claim whose answer was lost). */
+/* After (re)connecting: register, and give back jobs this worker holds in
+ * the database but does not know (a claim whose answer was lost). Nothing
+ * here outlives its transaction: LISTEN is the listener's (notify.c). */
 static void ctl_ready(rw_pg *pg, void *arg)
 {
     struct rw_sched *s = arg;
     char pid[16], *known = NULL;
     size_t cap = 2 + (size_t)s->inflight * 21, len = 0;
-    struct rw_pg_stmt st[4];
+    struct rw_pg_stmt st[2];
 
     s->ctl_ready = true;
     rw_info("connected to the queue database as worker %s", s->id);
@@ -338,13 +345,11 @@ static void ctl_ready(rw_pg *pg, void *arg)
     known[len] = '\0';
     const char *reg[3] = {s->id, s->host, pid};
     const char *rel[2] = {s->id, known};
-    st[0] = (struct rw_pg_stmt){"listen rlsworker_jobs", 0, NULL};
-    st[1] = (struct rw_pg_stmt){"listen rlsworker_cancel", 0, NULL};
-    st[2] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int)", 3, reg};
-    st[3] = (struct rw_pg_stmt){
+    st[0] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int)", 3, reg};
+    st[1] = (struct rw_pg_stmt){
         "select rlsworker.release_jobs($1, array(select id from rlsworker.jobs"
         " where locked_by = $1 and state = 'running' and id <> all($2::bigint[])))", 2, rel};
-    if (rw_pg_submit(pg, st, 4, registered, s) < 0)
+    if (rw_pg_submit(pg, st, 2, registered, s) < 0)
         rw_pg_abort(pg, "could not send the registration");
     free(known);
 }
@@ -373,27 +378,9 @@ static void ctl_lost(rw_pg *pg, const char *why, void *arg)
     ev_timer_start(s->loop, &s->ctl_retry);
 }
 
-static void ctl_notify(rw_pg *pg, const char *channel, const char *payload, void *arg)
-{
-    struct rw_sched *s = arg;
-
-    if (strcmp(channel, "rlsworker_jobs") == 0) {
-        s->more_ready = true;
-        rw_sched_maybe_claim(s);
-    } else if (strcmp(channel, "rlsworker_cancel") == 0) {
-        long long id = atoll(payload);
-        for (struct rw_job *j = s->jobs; j; j = j->next) {
-            if (j->id == id) {
-                rw_job_cancel(j, "cancelled by operator");
-                break;
-            }
-        }
-    }
-}
-
 int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
 {
-    struct rw_pg_callbacks cb = {ctl_ready, ctl_lost, ctl_notify, s};
+    struct rw_pg_callbacks cb = {ctl_ready, ctl_lost, NULL, s};
 
     s->ex = ex;
 
@@ -411,7 +398,10 @@ int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
     s->flush_prepare.data = s;
     ev_prepare_start(s->loop, &s->flush_prepare);
     rw_sched_recovery_init(s);
+    if (rw_sched_notify_init(s) < 0)
+        return -1;
     rw_pg_connect(s->ctl);
+    rw_sched_notify_start(s);
     return 0;
 }
 
@@ -544,6 +534,7 @@ void rw_sched_free(struct rw_sched **sp)
         rw_job_free(&j);
     }
     rw_pg_free(&s->ctl);
+    rw_pg_free(&s->lsn);
     rw_sched_free_outcomes(s);
     free(s);
 }

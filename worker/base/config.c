@@ -25,6 +25,9 @@ static const char *const on_off_choices[] = {"on", "off", NULL};
 const struct rw_option rw_options[] = {
     S("database_url", "DATABASE_URL", database_url, NULL, false,
       "admin connection (BYPASSRLS role): queue, migrations, system jobs"),
+    S("direct_url", "DATABASE_DIRECT_URL", direct_url, NULL, false,
+      "direct, unpooled admin connection for LISTEN when DATABASE_URL goes through a "
+      "transaction pooler (on Neon: the host without -pooler)"),
     S("authenticated_url", "DATABASE_AUTHENTICATED_URL", authenticated_url, NULL, false,
       "restricted role for user-scoped jobs (run_as: user)"),
     I("pool_size", "RLSWORKER_POOL_SIZE", pool_size, "0", 0, 1000, false,
@@ -71,6 +74,10 @@ const struct rw_option rw_options[] = {
       "most jobs in one group-committed transaction"),
     I("poll_interval", "RLSWORKER_POLL_INTERVAL", poll_interval_ms, "2000", 10, 600000, true,
       "milliseconds between polls when no NOTIFY arrives"),
+    I("poll_interval_pooled", "RLSWORKER_POLL_INTERVAL_POOLED", poll_interval_pooled_ms, "200", 10, 600000, true,
+      "milliseconds between polls (and cancel checks) when notifications do not reach the worker"),
+    I("notify_probe_timeout", "RLSWORKER_NOTIFY_PROBE_TIMEOUT", notify_probe_timeout_ms, "1000", 50, 60000, false,
+      "milliseconds the start-up NOTIFY to itself may take before the worker polls instead"),
     I("max_attempts", "RLSWORKER_MAX_ATTEMPTS", max_attempts, "25", 1, 1000, true,
       "attempts before a job is dead, unless the job or task says otherwise"),
     I("backoff_base", "RLSWORKER_BACKOFF_BASE", backoff_base_ms, "1000", 1, 3600000, true,
@@ -433,6 +440,7 @@ static bool holds_secret(const char *key, const char *value)
         (strncmp(key, "webhook.", 8) == 0 && n > 7 && strcmp(key + n - 7, ".secret") == 0))
         return true;
     if (strcmp(key, "database_url") != 0 && strcmp(key, "authenticated_url") != 0 &&
+        strcmp(key, "direct_url") != 0 &&
         strncmp(key, "role.", 5) != 0)
         return false;
     if (!(opts = PQconninfoParse(value, NULL)))

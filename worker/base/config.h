@@ -36,6 +36,7 @@ struct rw_http_sign {
 struct rw_config {
     /* connections */
     char *database_url;        /* admin role (BYPASSRLS): queue, system jobs */
+    char *direct_url;          /* admin role, unpooled: LISTEN (NULL: database_url) */
     char *authenticated_url;   /* restricted role for user-scoped jobs */
     struct rw_role_url roles[RW_MAX_ROLES];
     int nroles;
@@ -61,6 +62,8 @@ struct rw_config {
     char *group_commit;        /* "on" or "off" */
     int group_commit_max;
     int poll_interval_ms;
+    int poll_interval_pooled_ms; /* when notifications do not arrive */
+    int notify_probe_timeout_ms;
     int max_attempts;
     int backoff_base_ms;
     int backoff_max_s;

@@ -110,6 +110,13 @@ static void pool_stats(struct rw_metrics *m, void *arg)
     }
 }
 
+static const char *notifications(void *arg)
+{
+    const struct rw_worker *w = arg;
+
+    return rw_sched_notifications(w->sched);
+}
+
 int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
 {
     if (w->crontab_pending) {
@@ -124,7 +131,7 @@ int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
     }
     if (w->cfg.listen) {
         struct rw_intake_env env = {w->loop, &w->cfg, w->metrics, &w->tasks,
-                                    w->id, current_crontab, pool_stats, w};
+                                    w->id, current_crontab, pool_stats, notifications, w};
         if (!(w->intake = rw_intake_start(&env, err, errlen)))
             return -1;
     }

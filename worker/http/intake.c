@@ -294,8 +294,12 @@ static void answer_get(struct rw_req *r)
     if (r->route == RT_HEALTHZ) {
         rw_req_answer(r, 200, strdup("{\"status\":\"ok\"}"));
     } else if (r->route == RT_READYZ && rw_intake_db_ready(in)) {
-        rw_req_answer(r, 200, json_text(json_pack("{s:s,s:i}", "status", "ready",
-                                                  "schema_version", rw_migrations_latest())));
+        json_t *o = json_pack("{s:s,s:i}", "status", "ready",
+                              "schema_version", rw_migrations_latest());
+        if (o && in->env.notifications)
+            json_object_set_new(o, "notifications",
+                                json_string(in->env.notifications(in->env.arg)));
+        rw_req_answer(r, 200, json_text(o));
     } else if (r->route == RT_READYZ) {
         rw_req_error(r, 503, "not_ready", "%s", in->not_ready);
     } else {

@@ -46,6 +46,9 @@ struct rw_intake_env {
     const struct rw_crontab *(*crontab)(void *arg);
     /* Records this process's per-pool connection figures into m. */
     void (*pool_stats)(struct rw_metrics *m, void *arg);
+    /* How the worker hears of new jobs, for /readyz ("listen" or "polling
+     * (why)"); NULL leaves the field out. */
+    const char *(*notifications)(void *arg);
     void *arg;
 };
 
