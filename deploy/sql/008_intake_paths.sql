@@ -54,3 +54,33 @@ end $$;
 
 revoke execute on function rlsworker.cron_fire(text, timestamptz, text, jsonb, boolean,
     text, int, int, text, text, jsonb) from public;
+
+-- Webhooks for a subject: a source may name where its subject comes from
+-- (webhook.<source>.subject, a JSON pointer into the body); a user task's job
+-- then gets the claims {"sub": subject}. Same as 004's add_webhook_job plus
+-- p_subject and p_claims; the seen row and the job still commit together, so
+-- a delivery whose job could not be stored is not remembered.
+create function rlsworker.add_webhook_job(p_source text, p_webhook_id text, p_task text,
+                                          p_payload jsonb, p_subject text, p_claims jsonb,
+                                          out job_id bigint, out replay boolean)
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+begin
+    delete from rlsworker.webhook_seen s where s.seen_at < now() - interval '7 days';
+    insert into rlsworker.webhook_seen (source, webhook_id)
+    values (p_source, p_webhook_id)
+    on conflict do nothing;
+    if not found then
+        select s.job_id into job_id from rlsworker.webhook_seen s
+        where s.source = p_source and s.webhook_id = p_webhook_id;
+        replay := true;
+        return;
+    end if;
+    job_id := rlsworker.add_job(task => p_task, payload => p_payload, subject => p_subject,
+                                claims => p_claims);
+    update rlsworker.webhook_seen s set job_id = add_webhook_job.job_id
+    where s.source = p_source and s.webhook_id = p_webhook_id;
+    replay := false;
+end $$;
+
+revoke execute on function rlsworker.add_webhook_job(text, text, text, jsonb, text, jsonb)
+    from public;

@@ -5,7 +5,7 @@
 #include <string.h>
 
 int rw_task_check_trusted(const struct rw_task *t, const char *run_as, bool has_subject,
-                          bool *claims_from_subject, char *err, size_t errlen)
+                          const char *how, bool *claims_from_subject, char *err, size_t errlen)
 {
     bool user = t->run_as != RW_RUN_AS_SYSTEM;
 
@@ -19,7 +19,7 @@ int rw_task_check_trusted(const struct rw_task *t, const char *run_as, bool has_
         }
         if (t->scope == RW_SCOPE_SUBJECT && !has_subject) {
             snprintf(err, errlen, "task %s has scope: subject, so each job needs a subject; "
-                     "give one (subject=USER)", t->name);
+                     "give one (%s)", t->name, how);
             return -1;
         }
         return 0;
@@ -30,8 +30,10 @@ int rw_task_check_trusted(const struct rw_task *t, const char *run_as, bool has_
         return -1;
     }
     if (!has_subject) {
-        snprintf(err, errlen, "task %s is user-scoped, so each job needs the claims of a user; "
-                 "give the user (subject=USER: the job gets claims {\"sub\": USER})", t->name);
+        snprintf(err, errlen, "task %s runs as %s%s, so each job needs the claims of a user; "
+                 "give the user (%s; the job gets claims {\"sub\": USER})", t->name,
+                 t->run_as == RW_RUN_AS_ROLE ? "role " : "user",
+                 t->run_as == RW_RUN_AS_ROLE ? t->role : "", how);
         return -1;
     }
     if (claims_from_subject)

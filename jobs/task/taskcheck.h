@@ -15,9 +15,9 @@
  * subject; a system task with `scope: subject` needs one too. Returns 0, or -1
  * with err saying what is wrong and what to write instead. *claims_from_subject
  * (may be NULL) is set to whether the job must carry claims made from its
- * subject. */
+ * subject. `how` says in err how this path gives a subject ("subject=USER"). */
 int rw_task_check_trusted(const struct rw_task *t, const char *run_as, bool has_subject,
-                          bool *claims_from_subject, char *err, size_t errlen)
+                          const char *how, bool *claims_from_subject, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 #endif

@@ -1,6 +1,10 @@
 """Issue 15: every way a job comes in works as documented and is checked when
 it loads. Cron lines for a user, crontab task checks, webhook subjects, CLI
 flags, unknown tasks over HTTP, the cancelled state, attempt errors."""
+import base64
+import hashlib
+import hmac
+import http.client
 import json
 import os
 import signal
@@ -8,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import write_task
+from helpers import free_port, write_task
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +76,7 @@ def test_cron_line_claims_are_exactly_sub(db):
 
 @pytest.mark.parametrize("line,msg", [
     ("@daily no_such_task", 'unknown task "no_such_task"'),
-    ("@daily todos.complete_all", "user-scoped, so each job needs the claims of a user"),
+    ("@daily todos.complete_all", "runs as user, so each job needs the claims of a user"),
     ("@daily todos.complete_all ?run_as=system&subject=x", "cannot run as system"),
     ("@daily purge_completed", "has scope: subject"),
     ("@daily purge_completed ?run_as=user&subject=carol", "runs as system, but run_as"),
@@ -116,8 +120,152 @@ def test_sighup_refuses_crontab_with_unrunnable_line(db, rlsworker, tasks_dir, t
     write(tmp_path, "crontab", "*/1 * * * * * noop ?id=new\n"
           "*/1 * * * * * todos.complete_all ?id=nosub\n")
     w.send_signal(signal.SIGHUP)
-    w.wait_for(r"could not reload crontab.*crontab:2: task todos.complete_all is user-scoped",
+    w.wait_for(r"could not reload crontab.*crontab:2: task todos.complete_all runs as user",
                timeout=10)
     time.sleep(2.5)
     assert db.val("select count(*) from rlsworker.cron_state where id in ('new', 'nosub')") == 0
     w.stop()
+
+
+# --- 2. webhooks for a subject ------------------------------------------------
+
+WEBHOOK_KEY = b"0123456789abcdef0123456789abcdef"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(WEBHOOK_KEY).decode()
+
+
+def sign(msg_id, ts, body):
+    mac = hmac.new(WEBHOOK_KEY, ("%s.%s." % (msg_id, ts)).encode() + body,
+                   hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def request(port, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        raw = resp.read().decode()
+        ctype = resp.getheader("Content-Type", "")
+        return resp.status, json.loads(raw) if ctype.startswith("application/json") else raw
+    finally:
+        conn.close()
+
+
+def post_hook(port, source, payload, msg_id):
+    body = json.dumps(payload).encode()
+    ts = str(int(time.time()))
+    return request(port, "POST", "/v1/webhooks/" + source, body,
+                   {"Content-Type": "application/json", "webhook-id": msg_id,
+                    "webhook-timestamp": ts, "webhook-signature": sign(msg_id, ts, body)})
+
+
+def start_listener(rlsworker, db, tasks_dir, tmp_path, conf_text, env_extra=None):
+    port = free_port()
+    conf = tmp_path / "worker.conf"
+    conf.write_text(conf_text.replace("SECRET", WEBHOOK_SECRET))
+    w = rlsworker.spawn("run", "--listen", "127.0.0.1:%d" % port, "--tasks", str(tasks_dir),
+                        "--config", str(conf), env=db.env(**(env_extra or {})))
+    w.wait_for(r"http intake listening on")
+    wait_until(lambda: request(port, "GET", "/readyz")[0] == 200, 20, "readyz")
+    return w, port
+
+
+HOOK_CONF = ("webhook.purge.secret = SECRET\nwebhook.purge.task = purge_completed\n"
+             "webhook.purge.subject = /data/user~1id\n"
+             "webhook.done.secret = SECRET\nwebhook.done.task = todos.complete_all\n"
+             "webhook.done.subject = /data/owners/0\n")
+
+
+def test_webhook_subject_from_json_pointer_runs_for_that_user(rlsworker, db, tasks_dir,
+                                                              tmp_path):
+    demo_tasks(tasks_dir)
+    db.sql("insert into todos (user_id, task, is_complete) values"
+           " ('carol', 'c-done', true), ('carol', 'c-open', false),"
+           " ('dave', 'd-done', true), ('dave', 'd-open', false)")
+    w, port = start_listener(rlsworker, db, tasks_dir, tmp_path, HOOK_CONF)
+    # system task with scope: subject
+    status, data = post_hook(port, "purge", {"data": {"user/id": "carol"}}, "m1")
+    assert status == 202, data
+    wait_until(lambda: not db.sql("select 1 from todos where task = 'c-done'"), 20, "purge")
+    assert db.val("select count(*) from todos where task = 'd-done'") == 1
+    # user task: claims {"sub": "dave"} from the body, RLS holds
+    status, data = post_hook(port, "done", {"data": {"owners": ["dave", "carol"]}}, "m2")
+    assert status == 202, data
+    wait_until(lambda: db.val("select is_complete from todos where task = 'd-open'"), 20,
+               "dave's todo completed")
+    assert db.val("select is_complete from todos where task = 'c-open'") is False
+    w.stop()
+
+
+def test_webhook_without_subject_is_refused_and_not_remembered(rlsworker, db, tasks_dir,
+                                                               tmp_path):
+    demo_tasks(tasks_dir)
+    w, port = start_listener(rlsworker, db, tasks_dir, tmp_path, HOOK_CONF)
+    for body in ({"data": {}}, {"data": {"user/id": ""}}, {"data": {"user/id": {"a": 1}}},
+                 {"data": "carol"}):
+        status, data = post_hook(port, "purge", body, "m-missing")
+        assert status == 422 and data["error"] == "no_subject", data
+    assert db.val("select count(*) from rlsworker.webhook_seen") == 0
+    assert db.val("select count(*) from rlsworker.jobs") == 0
+    # the sender's redelivery, fixed, is not a replay
+    status, data = post_hook(port, "purge", {"data": {"user/id": 42}}, "m-missing")
+    assert status == 202, data
+    assert db.val("select subject from rlsworker.jobs") == "42"
+    w.stop()
+
+
+@pytest.mark.parametrize("conf,msg", [
+    ("webhook.x.secret = SECRET\nwebhook.x.task = purge_completed\n",
+     "webhook.x.task: task purge_completed has scope: subject"),
+    ("webhook.x.secret = SECRET\nwebhook.x.task = todos.complete_all\n",
+     "webhook.x.task: task todos.complete_all runs as user"),
+    ("webhook.x.secret = SECRET\nwebhook.x.task = nope\n", 'webhook.x.task "nope" is not a loaded'),
+    ("webhook.x.secret = SECRET\nwebhook.x.task = noop\nwebhook.x.subject = data\n",
+     "webhook.x.subject must be a JSON pointer"),
+])
+def test_webhook_source_task_is_checked_at_start(rlsworker, db, tasks_dir, tmp_path, conf, msg):
+    demo_tasks(tasks_dir)
+    path = tmp_path / "bad.conf"
+    path.write_text(conf.replace("SECRET", WEBHOOK_SECRET))
+    r = rlsworker.cli("run", "--listen", "127.0.0.1:%d" % free_port(), "--tasks", str(tasks_dir),
+                      "--config", str(path), env=db.env(), timeout=30)
+    assert r.returncode != 0
+    assert msg in r.stderr, r.stderr
+
+
+# --- 4. a task name over HTTP: unknown and not-enqueueable answer the same ----
+
+JWT_SECRET = "entry-paths-secret-" + "z" * 32
+
+
+def test_unknown_and_not_enqueueable_tasks_answer_the_same(rlsworker, db, tasks_dir, tmp_path):
+    import jwt
+    demo_tasks(tasks_dir)
+    w, port = start_listener(rlsworker, db, tasks_dir, tmp_path, "",
+                             env_extra={"JWT_SECRET": JWT_SECRET})
+    now = int(time.time())
+    tok = jwt.encode({"sub": "carol", "iat": now, "exp": now + 300}, JWT_SECRET,
+                     algorithm="HS256")
+
+    def post(task, tok=tok):
+        headers = {"Content-Type": "application/json"}
+        if tok:
+            headers["Authorization"] = "Bearer " + tok
+        return request(port, "POST", "/v1/jobs", json.dumps({"task": task}), headers)
+
+    unknown = post("todos.complet_all")                 # mistyped
+    exists = post("todos.complete_all")                 # exists, no "-- enqueue: user"
+    system = post("purge_completed")
+    assert unknown[0] == exists[0] == system[0] == 403
+    assert unknown[1]["message"] == ('unknown task "todos.complet_all": no task of that name '
+                                     'accepts jobs over HTTP')
+    assert exists[1]["message"] == unknown[1]["message"].replace("complet_all", "complete_all")
+    assert "enqueue" not in json.dumps([unknown, exists, system]).replace("jobs over", "")
+    # without a token nothing about tasks is said at all
+    status, data = post("todos.complete_all", tok=None)
+    assert status == 401 and "task" not in data["message"]
+    assert db.val("select count(*) from rlsworker.jobs") == 0
+    w.stop()
+    log = w.read_stderr()
+    assert "refused task todos.complet_all: no such task" in log
+    assert "refused task todos.complete_all: its file lacks" in log

@@ -206,6 +206,7 @@ void rw_config_free(struct rw_config *cfg)
         free(cfg->webhooks[i].name);
         free(cfg->webhooks[i].secret);
         free(cfg->webhooks[i].task);
+        free(cfg->webhooks[i].subject);
     }
     for (int i = 0; i < cfg->nhttp_sign; i++) {
         free(cfg->http_sign[i].host);
@@ -257,9 +258,16 @@ static int set_webhook(struct rw_config *cfg, const char *rest, const char *valu
     int i;
 
     if (!dot || !valid_ident(rest, (size_t)(dot - rest)) ||
-        (strcmp(dot, ".secret") != 0 && strcmp(dot, ".task") != 0)) {
-        snprintf(err, errlen,
-                 "webhook options are webhook.<source>.secret and webhook.<source>.task");
+        (strcmp(dot, ".secret") != 0 && strcmp(dot, ".task") != 0 &&
+         strcmp(dot, ".subject") != 0)) {
+        snprintf(err, errlen, "webhook options are webhook.<source>.secret, "
+                 "webhook.<source>.task and webhook.<source>.subject");
+        return -1;
+    }
+    if (strcmp(dot, ".subject") == 0 && (value[0] != '/' || strlen(value) > 256)) {
+        snprintf(err, errlen, "webhook.%.*s.subject must be a JSON pointer into the body "
+                 "such as /data/user_id (starts with \"/\", at most 256 bytes)",
+                 (int)(dot - rest), rest);
         return -1;
     }
     size_t n = (size_t)(dot - rest);
@@ -276,7 +284,8 @@ static int set_webhook(struct rw_config *cfg, const char *rest, const char *valu
         cfg->nwebhooks++;
     }
     return set_string(strcmp(dot, ".secret") == 0 ? &cfg->webhooks[i].secret
-                                                   : &cfg->webhooks[i].task, value);
+                      : strcmp(dot, ".task") == 0 ? &cfg->webhooks[i].task
+                      : &cfg->webhooks[i].subject, value);
 }
 
 /* host as the http_sign table keeps it: lower case, no trailing dot, an

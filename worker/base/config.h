@@ -24,6 +24,7 @@ struct rw_webhook_source {
     char *name;   /* path segment: POST /v1/webhooks/<name> */
     char *secret; /* Standard Webhooks secret ("whsec_<base64>" or raw) */
     char *task;   /* task enqueued with the body as payload */
+    char *subject;/* JSON pointer into the body naming the job's subject, or NULL */
 };
 
 /* Secret the `http` built-in signs its requests to one host with

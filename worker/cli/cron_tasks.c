@@ -22,7 +22,7 @@ int rw_cron_check_tasks(struct rw_crontab *tab, const struct rw_registry *reg,
         if (!t)
             snprintf(why, sizeof why, "unknown task \"%s\": no task file of that name and no "
                      "built-in", e->task);
-        else if (rw_task_check_trusted(t, e->run_as, e->subject != NULL,
+        else if (rw_task_check_trusted(t, e->run_as, e->subject != NULL, "subject=USER",
                                        &e->claims_from_subject, why, sizeof why) == 0)
             continue;
         bad++;
