@@ -269,3 +269,42 @@ def test_unknown_and_not_enqueueable_tasks_answer_the_same(rlsworker, db, tasks_
     log = w.read_stderr()
     assert "refused task todos.complet_all: no such task" in log
     assert "refused task todos.complete_all: its file lacks" in log
+
+
+# --- 3. flags that are both global and a subcommand's -------------------------
+
+def test_add_max_attempts_is_the_jobs(db, rlsworker):
+    r = rlsworker.cli("add", "noop", "--max-attempts", "7", "--priority", "3", env=db.env())
+    assert r.returncode == 0, r.stderr
+    r = rlsworker.cli("add", "noop", "--max-attempts=9", env=db.env())
+    assert r.returncode == 0, r.stderr
+    assert [row[0] for row in db.sql("select max_attempts from rlsworker.jobs order by id")] \
+        == [7, 9]
+    # the global option still works for run, and is refused where add checks it
+    r = rlsworker.cli("add", "noop", "--max-attempts", "x", env=db.env())
+    assert r.returncode == 2 and "--max-attempts" in r.stderr
+
+
+# Flags a subcommand lists in --help that are also global options, and what
+# they mean there: "same" (the global option, e.g. run --tasks) or "own" (the
+# subcommand's meaning wins: the config parser leaves them alone).
+SHARED = {
+    ("migrate", "--database-url"): "same", ("migrate", "--config"): "same",
+    ("run", "--concurrency"): "same", ("run", "--config"): "same",
+    ("run", "--crontab"): "same", ("run", "--listen"): "same", ("run", "--tasks"): "same",
+    ("add", "--max-attempts"): "own",
+    ("cron", "--tasks"): "same",   # cron check reads no config: its own flag, same meaning
+}
+
+
+def test_every_shared_flag_is_settled(rlsworker):
+    import re
+    glob = set(re.findall(r"^  (--[a-z][a-z-]*)", rlsworker.cli("--help").stdout, re.M))
+    assert "--max-attempts" in glob and "--tasks" in glob
+    for cmd in ("migrate", "run", "add", "jobs", "doctor", "cron", "token"):
+        r = rlsworker.cli(cmd, "--help")
+        own = set(re.findall(r"--[a-z][a-z-]*", r.stdout + r.stderr)) - {"--help"}
+        for flag in sorted(own & glob):
+            assert (cmd, flag) in SHARED, (
+                "rlsworker %s %s is also a global option: settle what it means "
+                "(worker/cli/cli.c own_flags) and list it here" % (cmd, flag))

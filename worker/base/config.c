@@ -531,6 +531,20 @@ static void remove_args(int *argc, char **argv, int at, int n)
 int rw_config_from_args(struct rw_config *cfg, int *argc, char **argv,
                         char *err, size_t errlen)
 {
+    return rw_config_from_args_except(cfg, argc, argv, NULL, err, errlen);
+}
+
+static bool is_own(const char *const *own, const char *name)
+{
+    for (int i = 0; own && own[i]; i++)
+        if (strcmp(own[i], name) == 0)
+            return true;
+    return false;
+}
+
+int rw_config_from_args_except(struct rw_config *cfg, int *argc, char **argv,
+                               const char *const *own, char *err, size_t errlen)
+{
     if (rw_config_init(cfg) < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -561,7 +575,7 @@ int rw_config_from_args(struct rw_config *cfg, int *argc, char **argv,
         const char *eq = strchr(a, '=');
         snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
         bool is_role = strcmp(name, "role") == 0;
-        if (!is_role && !find_option(name))
+        if ((!is_role && !find_option(name)) || is_own(own, name))
             continue;           /* a subcommand's own flag */
         if (eq) {
             value = eq + 1;

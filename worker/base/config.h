@@ -126,6 +126,12 @@ int rw_config_load_env(struct rw_config *cfg, char *err, size_t errlen)
  * (err filled; exit 1) or -2 on bad usage (err filled; exit 2). */
 int rw_config_from_args(struct rw_config *cfg, int *argc, char **argv,
                         char *err, size_t errlen) __attribute__((warn_unused_result));
+/* The same, leaving to the subcommand the flags it names in `own` (NULL-ended
+ * names without "--", e.g. "max-attempts"): where a subcommand's flag has the
+ * name of a config option, the subcommand's meaning wins. */
+int rw_config_from_args_except(struct rw_config *cfg, int *argc, char **argv,
+                               const char *const *own, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* The signing secret configured for host (case-insensitive, a trailing dot
  * ignored), or NULL: borrowed from cfg. */
