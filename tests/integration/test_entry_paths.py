@@ -308,3 +308,122 @@ def test_every_shared_flag_is_settled(rlsworker):
             assert (cmd, flag) in SHARED, (
                 "rlsworker %s %s is also a global option: settle what it means "
                 "(worker/cli/cli.c own_flags) and list it here" % (cmd, flag))
+
+
+# --- 5. cancelled is not dead; bulk cancel and retry ---------------------------
+
+def add(db, task, **kw):
+    cols = ", ".join("%s => %%s" % k for k in kw)
+    return db.val("select rlsworker.add_job(%%s%s)" % (", " + cols if cols else ""),
+                  (task, *kw.values()))
+
+
+def test_cancel_is_its_own_state_and_retry_brings_it_back(db, rlsworker):
+    job = add(db, "noop", run_at="2999-01-01T00:00:00Z")
+    r = rlsworker.cli("jobs", "cancel", str(job), env=db.env())
+    assert r.returncode == 0 and "job %d: cancelled" % job in r.stdout, r.stdout + r.stderr
+    assert db.val("select state from rlsworker.jobs where id = %s", (job,)) == "cancelled"
+    r = rlsworker.cli("jobs", "cancel", str(job), env=db.env())
+    assert r.returncode == 0 and "already cancelled" in r.stdout, r.stdout
+    r = rlsworker.cli("jobs", "list", "--state", "cancelled", env=db.env())
+    assert r.returncode == 0 and str(job) in r.stdout
+    r = rlsworker.cli("jobs", "retry", str(job), env=db.env())
+    assert r.returncode == 0 and "queued" in r.stdout
+    assert db.val("select state from rlsworker.jobs where id = %s", (job,)) == "queued"
+
+
+def test_bulk_cancel_and_retry_by_filter(db, rlsworker):
+    later = "2999-01-01T00:00:00Z"
+    a1 = add(db, "noop", queue="q1", subject="alice", job_key="imp:1", run_at=later)
+    a2 = add(db, "noop", queue="q1", subject="bob", job_key="imp:2", run_at=later)
+    a3 = add(db, "noop", queue="q2", subject="alice", job_key="exp:1", run_at=later)
+    b1 = add(db, "other", queue="q1", subject="alice", run_at=later)
+    db.sql("update rlsworker.jobs set state = 'dead' where id = %s", (a2,))
+
+    def states():
+        return dict(db.sql("select id, state from rlsworker.jobs"))
+
+    r = rlsworker.cli("jobs", "cancel", "--task", "noop", "--queue", "q1", env=db.env())
+    assert r.returncode == 0, r.stderr
+    assert "cancelled 1 queued job; asked 0 running jobs to stop" in r.stdout, r.stdout
+    assert states() == {a1: "cancelled", a2: "dead", a3: "queued", b1: "queued"}
+    r = rlsworker.cli("jobs", "cancel", "--key-prefix", "exp:", "--json", env=db.env())
+    assert json.loads(r.stdout) == {"cancelled": 1, "cancelling": 0}
+    r = rlsworker.cli("jobs", "cancel", "--subject", "alice", "--state", "queued",
+                      env=db.env())
+    assert "cancelled 1 queued job" in r.stdout          # b1
+    assert states() == {a1: "cancelled", a2: "dead", a3: "cancelled", b1: "cancelled"}
+    # retry by filter: dead and cancelled by default
+    r = rlsworker.cli("jobs", "retry", "--queue", "q1", "--task", "noop", env=db.env())
+    assert r.returncode == 0 and "put 2 jobs back in the queue" in r.stdout, r.stdout
+    assert states() == {a1: "queued", a2: "queued", a3: "cancelled", b1: "cancelled"}
+    # SQL: the same functions
+    assert db.val("select rlsworker.retry_jobs(state => 'cancelled', subject => 'alice')") == 2
+    assert db.one("select * from rlsworker.cancel_jobs(key_prefix => 'imp:')") == (2, 0)
+    # no filter at all is refused, and so is a state that cannot be cancelled
+    r = rlsworker.cli("jobs", "cancel", env=db.env())
+    assert r.returncode == 2
+    r = rlsworker.cli("jobs", "cancel", "--state", "dead", env=db.env())
+    assert r.returncode == 1 and "state must be one of queued, running" in r.stderr
+    with pytest.raises(Exception, match="at least one filter"):
+        db.val("select rlsworker.retry_jobs()")
+
+
+SLEEPY = """
+-- run_as: system
+-- scope: global
+
+select pg_sleep(30);
+"""
+
+
+def test_cancelling_a_running_job_ends_cancelled(db, rlsworker, tasks_dir):
+    write_task(tasks_dir, "sleepy", SLEEPY)
+    job = add(db, "sleepy", queue="slow")
+    w = rlsworker.spawn("run", "--tasks", tasks_dir, env=db.env())
+    wait_until(lambda: db.val("select state from rlsworker.jobs where id = %s", (job,))
+               == "running", 20, "the job to run")
+    r = rlsworker.cli("jobs", "cancel", "--queue", "slow", env=db.env())
+    assert "asked 1 running job to stop" in r.stdout, r.stdout
+    wait_until(lambda: db.val("select state from rlsworker.jobs where id = %s", (job,))
+               == "cancelled", 20, "the job to end cancelled")
+    w.stop()
+
+
+# --- 6. each attempt's error is kept (the last 10) -----------------------------
+
+FAILS_DIFFERENTLY = """
+-- run_as: system
+-- scope: global
+-- max_attempts: 12
+
+select case when :attempt::int % 2 = 0 then 1 / (:attempt::int - :attempt::int) else ('odd' || :attempt)::int end;
+"""
+
+
+def test_each_attempts_error_is_kept_bounded(db, rlsworker, tasks_dir):
+    write_task(tasks_dir, "flaky", FAILS_DIFFERENTLY)
+    job = add(db, "flaky")
+    w = rlsworker.spawn("run", "--tasks", tasks_dir, "--backoff-base", "1", "--backoff-max", "1", "--poll-interval", "50",
+                        env=db.env())
+    wait_until(lambda: db.val("select state from rlsworker.jobs where id = %s", (job,))
+               == "dead", 60, "the job to die")
+    w.stop()
+    errors = db.val("select errors from rlsworker.jobs where id = %s", (job,))
+    assert [e["attempt"] for e in errors] == list(range(3, 13))
+    for e in errors:
+        want = "division by zero" if e["attempt"] % 2 == 0 else "invalid input syntax"
+        assert want in e["error"] and e["at"], e
+    long = db.val("select rlsworker.push_error('[]', 1, repeat('y', 5000))")
+    assert len(long[0]["error"]) == 1024
+    r = rlsworker.cli("jobs", "show", str(job), env=db.env())
+    assert "errors        10 kept" in r.stdout, r.stdout
+    assert "attempt 3 at " in r.stdout and "attempt 12 at " in r.stdout
+    # a retry keeps the story; a job_key replace starts a new one
+    assert db.val("select rlsworker.retry_job(%s)", (job,)) == "queued"
+    assert len(db.val("select errors from rlsworker.jobs where id = %s", (job,))) == 10
+    k = add(db, "noop", job_key="k1", run_at="2999-01-01T00:00:00Z")
+    db.sql("update rlsworker.jobs set last_error = 'x', errors = '[{\"attempt\": 1}]'"
+           " where id = %s", (k,))
+    add(db, "noop", job_key="k1")
+    assert db.val("select errors from rlsworker.jobs where id = %s", (k,)) == []
