@@ -427,3 +427,28 @@ def test_each_attempts_error_is_kept_bounded(db, rlsworker, tasks_dir):
            " where id = %s", (k,))
     add(db, "noop", job_key="k1")
     assert db.val("select errors from rlsworker.jobs where id = %s", (k,)) == []
+
+
+# --- 7. doctor says which configured connection each finding is about ---------
+
+def test_doctor_labels_each_finding_with_its_configured_connection(db, rlsworker):
+    env = db.env()
+    env.pop("DATABASE_ADMIN_BACKEND_URL")
+    r = rlsworker.cli("doctor", "--json", env=env, timeout=60)
+    report = json.loads(r.stdout)
+    configs = {c.get("config") for c in report["checks"]}
+    assert configs == {"DATABASE_URL", "DATABASE_AUTHENTICATED_URL",
+                       "role.moderator_backend"}, configs
+    # moderator_backend reads every todo: its finding is labelled with its entry
+    policy = [c for c in report["checks"] if c["id"] == "rls.policy_true"
+              and c["status"] == "WARN"]
+    assert policy and all(c["config"] == "role.moderator_backend" for c in policy), policy
+    text = rlsworker.cli("doctor", env=env, timeout=60).stdout
+    assert "[role.moderator_backend] role \"moderator_backend\": is subject to policy" in text
+    # a URL under the moderator's name that logs in as someone else: the
+    # finding names the configured entry, not only the login
+    env["DATABASE_MODERATOR_URL"] = db.auth_url
+    report = json.loads(rlsworker.cli("doctor", "--json", env=env, timeout=60).stdout)
+    ident = [c for c in report["checks"] if c["id"] == "restricted.identity"
+             and c["status"] == "FAIL"]
+    assert ident and ident[0]["config"] == "role.moderator_backend", ident
