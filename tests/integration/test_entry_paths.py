@@ -294,6 +294,7 @@ SHARED = {
     ("run", "--crontab"): "same", ("run", "--listen"): "same", ("run", "--tasks"): "same",
     ("add", "--max-attempts"): "own",
     ("cron", "--tasks"): "same",   # cron check reads no config: its own flag, same meaning
+    ("tasks", "--tasks"): "same",
 }
 
 
@@ -301,7 +302,7 @@ def test_every_shared_flag_is_settled(rlsworker):
     import re
     glob = set(re.findall(r"^  (--[a-z][a-z-]*)", rlsworker.cli("--help").stdout, re.M))
     assert "--max-attempts" in glob and "--tasks" in glob
-    for cmd in ("migrate", "run", "add", "jobs", "doctor", "cron", "token"):
+    for cmd in ("migrate", "run", "add", "jobs", "doctor", "cron", "token", "tasks"):
         r = rlsworker.cli(cmd, "--help")
         own = set(re.findall(r"--[a-z][a-z-]*", r.stdout + r.stderr)) - {"--help"}
         for flag in sorted(own & glob):
