@@ -13,7 +13,7 @@
 static const char CHECK_SQL[] =
     "select coalesce(max(version), 0) from rlsworker.migrations";
 static const char DEPTH_SQL[] =
-    "select s.state, count(j.id) from unnest(array['queued', 'running', 'dead']) s(state) "
+    "select s.state, count(j.id) from unnest(array['queued', 'running', 'dead', 'cancelled']) s(state) "
     "left join rlsworker.jobs j on j.state = s.state group by s.state";
 static const char ADD_USER_JOB_SQL[] =
     "select rlsworker.add_job(task => $1, payload => $2::jsonb, run_at => $3::timestamptz, "
