@@ -453,3 +453,17 @@ def test_doctor_labels_each_finding_with_its_configured_connection(db, rlsworker
     ident = [c for c in report["checks"] if c["id"] == "restricted.identity"
              and c["status"] == "FAIL"]
     assert ident and ident[0]["config"] == "role.moderator_backend", ident
+
+
+def test_purge_dead_jobs_also_purges_cancelled(db, rlsworker, tasks_dir):
+    later = "2999-01-01T00:00:00Z"
+    dead = add(db, "noop", subject="alice", run_at=later)
+    cancelled = add(db, "noop", subject="alice", run_at=later)
+    bobs = add(db, "noop", subject="bob", run_at=later)
+    db.sql("update rlsworker.jobs set state = 'dead' where id = %s", (dead,))
+    assert db.val("select rlsworker.cancel_job(%s)", (cancelled,)) == "cancelled"
+    assert db.val("select rlsworker.cancel_job(%s)", (bobs,)) == "cancelled"
+    add(db, "purge_dead_jobs", subject="alice")
+    r = rlsworker.cli("run", "--once", "--tasks", tasks_dir, env=db.env(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert [row[0] for row in db.sql("select id from rlsworker.jobs order by id")] == [bobs]
