@@ -1,4 +1,5 @@
 /* Cron at run time; the policy is in cron_runner.h and docs/cron.md. */
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,16 +219,29 @@ static int fire(struct rw_cron_runner *r, const struct rw_cron_entry *e, int64_t
     rw_cron_fmt_time(tick, ts, sizeof ts);
     snprintf(prio, sizeof prio, "%d", e->priority);
     snprintf(max, sizeof max, "%d", e->max_attempts);
-    const char *params[10] = {e->id, ts, e->task, e->payload, backfilled ? "true" : "false",
+    /* a user task's line gets exactly the claims {"sub": subject} (docs/cron.md) */
+    char *claims = NULL;
+    if (e->claims_from_subject && e->subject) {
+        json_t *c = json_pack("{s:s}", "sub", e->subject);
+        claims = c ? json_dumps(c, JSON_COMPACT) : NULL;
+        json_decref(c);
+        if (!claims) {
+            free(op);
+            return -1;
+        }
+    }
+    const char *params[11] = {e->id, ts, e->task, e->payload, backfilled ? "true" : "false",
                               e->queue, prio, e->max_attempts > 0 ? max : NULL,
-                              e->run_as, e->subject};
+                              e->run_as, e->subject, claims};
     op->r = r;
     snprintf(op->id, sizeof op->id, "%s", e->id);
     op->tick = tick;
     op->backfilled = backfilled;
-    if (rw_pg_query(r->pg, "select rlsworker.cron_fire($1, $2::timestamptz, $3, $4::jsonb, "
-                    "$5::boolean, $6, $7::int, $8::int, $9, $10)",
-                    10, params, on_fired, op) < 0) {
+    int rc = rw_pg_query(r->pg, "select rlsworker.cron_fire($1, $2::timestamptz, $3, $4::jsonb, "
+                         "$5::boolean, $6, $7::int, $8::int, $9, $10, $11::jsonb)",
+                         11, params, on_fired, op);
+    free(claims);
+    if (rc < 0) {
         free(op);
         return -1;
     }

@@ -201,8 +201,8 @@ def test_statement_timeout_and_cancel(rlsworker, db, tasks_dir):
     r = rlsworker.cli("jobs", "cancel", str(long), env=db.env())
     assert r.returncode == 0 and "cancelling" in r.stdout
     t0 = time.time()
-    wait_until(lambda: db.val("select state from rlsworker.jobs where id = %s", (long,)) == "dead",
-               3, step=0.02, what="the cancel")
+    wait_until(lambda: db.val("select state from rlsworker.jobs where id = %s", (long,)) ==
+               "cancelled", 3, step=0.02, what="the cancel")
     assert time.time() - t0 < 1.0
     assert "cancelled" in db.val("select last_error from rlsworker.jobs where id = %s", (long,))
     assert w.stop() == 0

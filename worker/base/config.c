@@ -232,6 +232,7 @@ void rw_config_free(struct rw_config *cfg)
         free(cfg->webhooks[i].name);
         free(cfg->webhooks[i].secret);
         free(cfg->webhooks[i].task);
+        free(cfg->webhooks[i].subject);
     }
     for (int i = 0; i < cfg->nhttp_sign; i++) {
         free(cfg->http_sign[i].host);
@@ -283,9 +284,16 @@ static int set_webhook(struct rw_config *cfg, const char *rest, const char *valu
     int i;
 
     if (!dot || !valid_ident(rest, (size_t)(dot - rest)) ||
-        (strcmp(dot, ".secret") != 0 && strcmp(dot, ".task") != 0)) {
-        snprintf(err, errlen,
-                 "webhook options are webhook.<source>.secret and webhook.<source>.task");
+        (strcmp(dot, ".secret") != 0 && strcmp(dot, ".task") != 0 &&
+         strcmp(dot, ".subject") != 0)) {
+        snprintf(err, errlen, "webhook options are webhook.<source>.secret, "
+                 "webhook.<source>.task and webhook.<source>.subject");
+        return -1;
+    }
+    if (strcmp(dot, ".subject") == 0 && (value[0] != '/' || strlen(value) > 256)) {
+        snprintf(err, errlen, "webhook.%.*s.subject must be a JSON pointer into the body "
+                 "such as /data/user_id (starts with \"/\", at most 256 bytes)",
+                 (int)(dot - rest), rest);
         return -1;
     }
     size_t n = (size_t)(dot - rest);
@@ -302,7 +310,8 @@ static int set_webhook(struct rw_config *cfg, const char *rest, const char *valu
         cfg->nwebhooks++;
     }
     return set_string(strcmp(dot, ".secret") == 0 ? &cfg->webhooks[i].secret
-                                                   : &cfg->webhooks[i].task, value);
+                      : strcmp(dot, ".task") == 0 ? &cfg->webhooks[i].task
+                      : &cfg->webhooks[i].subject, value);
 }
 
 /* host as the http_sign table keeps it: lower case, no trailing dot, an
@@ -549,6 +558,20 @@ static void remove_args(int *argc, char **argv, int at, int n)
 int rw_config_from_args(struct rw_config *cfg, int *argc, char **argv,
                         char *err, size_t errlen)
 {
+    return rw_config_from_args_except(cfg, argc, argv, NULL, err, errlen);
+}
+
+static bool is_own(const char *const *own, const char *name)
+{
+    for (int i = 0; own && own[i]; i++)
+        if (strcmp(own[i], name) == 0)
+            return true;
+    return false;
+}
+
+int rw_config_from_args_except(struct rw_config *cfg, int *argc, char **argv,
+                               const char *const *own, char *err, size_t errlen)
+{
     if (rw_config_init(cfg) < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -579,7 +602,7 @@ int rw_config_from_args(struct rw_config *cfg, int *argc, char **argv,
         const char *eq = strchr(a, '=');
         snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
         bool is_role = strcmp(name, "role") == 0;
-        if (!is_role && !find_option(name))
+        if ((!is_role && !find_option(name)) || is_own(own, name))
             continue;           /* a subcommand's own flag */
         if (eq) {
             value = eq + 1;

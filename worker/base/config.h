@@ -24,6 +24,7 @@ struct rw_webhook_source {
     char *name;   /* path segment: POST /v1/webhooks/<name> */
     char *secret; /* Standard Webhooks secret ("whsec_<base64>" or raw) */
     char *task;   /* task enqueued with the body as payload */
+    char *subject;/* JSON pointer into the body naming the job's subject, or NULL */
 };
 
 /* Secret the `http` built-in signs its requests to one host with
@@ -137,6 +138,12 @@ int rw_config_load_env(struct rw_config *cfg, char *err, size_t errlen)
  * (err filled; exit 1) or -2 on bad usage (err filled; exit 2). */
 int rw_config_from_args(struct rw_config *cfg, int *argc, char **argv,
                         char *err, size_t errlen) __attribute__((warn_unused_result));
+/* The same, leaving to the subcommand the flags it names in `own` (NULL-ended
+ * names without "--", e.g. "max-attempts"): where a subcommand's flag has the
+ * name of a config option, the subcommand's meaning wins. */
+int rw_config_from_args_except(struct rw_config *cfg, int *argc, char **argv,
+                               const char *const *own, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* The signing secret configured for host (case-insensitive, a trailing dot
  * ignored), or NULL: borrowed from cfg. */

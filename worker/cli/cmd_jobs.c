@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "worker/cli/cli.h"
+#include "worker/cli/cmd_jobs_bulk.h"
 #include "worker/cli/commands.h"
 
 #define CMD "jobs"
@@ -16,6 +17,7 @@
     " 'has_claims', claims is not null, 'subject', subject, 'run_as', run_as," \
     " 'priority', priority, 'run_at', run_at, 'attempts', attempts," \
     " 'max_attempts', max_attempts, 'state', state, 'last_error', last_error," \
+    " 'errors', errors," \
     " 'job_key', job_key, 'locked_by', locked_by, 'locked_at', locked_at," \
     " 'created_at', created_at, 'updated_at', updated_at)"
 
@@ -31,12 +33,17 @@ static void usage(FILE *out)
 {
     fprintf(out,
         "usage: rlsworker jobs list [--state S] [--task T] [--limit N] [--history] [--json]\n"
-        "         S: queued, running, dead (live jobs), or succeeded, failed, cancelled\n"
-        "         (finished runs from the job history, newest first; --history lists\n"
-        "         dead runs from the history too)\n"
+        "         S: queued, running, dead, cancelled (live jobs), or succeeded, failed\n"
+        "         (finished runs from the job history, newest first); --history lists\n"
+        "         finished runs of any outcome (dead and cancelled ones too)\n"
         "       rlsworker jobs show ID [--json]\n"
         "       rlsworker jobs retry ID     put a dead (or waiting) job back, attempts reset\n"
         "       rlsworker jobs cancel ID    cancel a queued job, or stop a running one\n"
+        "       rlsworker jobs cancel|retry FILTER... [--json]\n"
+        "         in bulk: every FILTER given must match; at least one of\n"
+        "         --task T --queue Q --state S --subject U --key-prefix P\n"
+        "         (cancel: S queued or running, default both; retry: S dead,\n"
+        "         cancelled or queued, default dead and cancelled)\n"
         "       rlsworker jobs stats [--json]\n");
 }
 
@@ -101,10 +108,11 @@ static int list(PGconn *c, const char *state, const char *task, const char *limi
     return RW_EXIT_OK;
 }
 
+/* Outcomes only the history holds; dead and cancelled jobs are also live
+ * (retryable) rows of rlsworker.jobs, listed from the history with --history. */
 static bool is_outcome(const char *state)
 {
-    return state && (!strcmp(state, "succeeded") || !strcmp(state, "failed") ||
-                     !strcmp(state, "cancelled"));
+    return state && (!strcmp(state, "succeeded") || !strcmp(state, "failed"));
 }
 
 static int list_history(PGconn *c, const char *state, const char *task, const char *limit,
@@ -164,6 +172,17 @@ static int show(PGconn *c, const char *id, bool json)
     j = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
     PQclear(r);
     json_object_foreach(j, key, v) {
+        if (strcmp(key, "errors") == 0 && json_is_array(v)) {
+            size_t k;
+            json_t *e;
+            printf("%-13s %zu kept (the last 10 attempts)\n", key, json_array_size(v));
+            json_array_foreach(v, k, e)
+                printf("  attempt %lld at %s: %s\n",
+                       (long long)json_integer_value(json_object_get(e, "attempt")),
+                       json_string_value(json_object_get(e, "at")),
+                       json_string_value(json_object_get(e, "error")));
+            continue;
+        }
         char *s = json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
         printf("%-13s %s\n", key, s ? s : "");
         free(s);
@@ -233,6 +252,7 @@ int rw_cmd_jobs(int argc, char **argv)
 {
     struct rw_config cfg;
     const char *sub = NULL, *id = NULL, *state = NULL, *task = NULL, *limit = NULL;
+    const char *queue = NULL, *subject = NULL, *key_prefix = NULL;
     bool json = false, history = false;
     PGconn *c;
     int rc;
@@ -256,6 +276,12 @@ int rw_cmd_jobs(int argc, char **argv)
             slot = &task;
         else if (strncmp(argv[i], "--limit", 7) == 0)
             slot = &limit;
+        else if (strncmp(argv[i], "--queue", 7) == 0)
+            slot = &queue;
+        else if (strncmp(argv[i], "--subject", 9) == 0)
+            slot = &subject;
+        else if (strncmp(argv[i], "--key-prefix", 12) == 0)
+            slot = &key_prefix;
         else if (argv[i][0] == '-') {
             rw_cli_error(CMD, "unknown option \"%s\" (see rlsworker jobs --help)", argv[i]);
             goto out;
@@ -274,19 +300,28 @@ int rw_cmd_jobs(int argc, char **argv)
         usage(stderr);
         goto out;
     }
-    bool needs_id = strcmp(sub, "show") == 0 || strcmp(sub, "retry") == 0 ||
-                    strcmp(sub, "cancel") == 0;
+    struct rw_jobs_filter filter = {task, queue, state, subject, key_prefix};
+    bool bulk = (strcmp(sub, "retry") == 0 || strcmp(sub, "cancel") == 0) && !id &&
+                rw_jobs_filter_given(&filter);
+    bool needs_id = !bulk && (strcmp(sub, "show") == 0 || strcmp(sub, "retry") == 0 ||
+                              strcmp(sub, "cancel") == 0);
+    if (!bulk && (queue || subject || key_prefix)) {
+        rw_cli_error(CMD, "--queue, --subject and --key-prefix are filters of a bulk "
+                     "cancel or retry (rlsworker jobs cancel --queue Q)");
+        goto out;
+    }
     if (needs_id && !is_id(id)) {
         rw_cli_error(CMD, "%s needs a job id (a positive whole number)", sub);
         goto out;
     }
-    if (!needs_id && strcmp(sub, "list") != 0 && strcmp(sub, "stats") != 0) {
+    if (!bulk && !needs_id && strcmp(sub, "list") != 0 && strcmp(sub, "stats") != 0) {
         rw_cli_error(CMD, "unknown subcommand \"%s\": use list, show, retry, cancel or stats", sub);
         goto out;
     }
     if (state && strcmp(state, "queued") && strcmp(state, "running") && strcmp(state, "dead") &&
         !is_outcome(state)) {
-        rw_cli_error(CMD, "--state must be queued, running, dead, succeeded, failed or cancelled");
+        rw_cli_error(CMD, "--state must be queued, running, dead, cancelled, succeeded or "
+                     "failed");
         goto out;
     }
     if (history && state && (!strcmp(state, "queued") || !strcmp(state, "running"))) {
@@ -301,7 +336,9 @@ int rw_cmd_jobs(int argc, char **argv)
     rc = RW_EXIT_FAIL;
     if (!(c = rw_cli_admin(CMD, &cfg)))
         goto out;
-    if (strcmp(sub, "list") == 0 && (history || is_outcome(state)))
+    if (bulk)
+        rc = rw_jobs_bulk(c, strcmp(sub, "cancel") == 0, &filter, json);
+    else if (strcmp(sub, "list") == 0 && (history || is_outcome(state)))
         rc = list_history(c, state, task, limit, json);
     else if (strcmp(sub, "list") == 0)
         rc = list(c, state, task, limit, json);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jobs/task/taskcheck.h"
 #include "jobs/task/taskfile.h"
 #include "worker/http/console.h"
 #include "worker/net/http_client.h"
@@ -397,11 +398,13 @@ static int listen_socket(const char *addr, char *err, size_t errlen)
     return fd;
 }
 
-/* Webhook sources need a usable secret and a loaded task that is not
- * user-scoped (a webhook carries no user claims). */
+/* Webhook sources need a usable secret and a loaded task that can run as a
+ * webhook's job: a user-scoped task or a `scope: subject` one only when the
+ * source names where its subject comes from (webhook.<source>.subject). */
 static int check_webhooks(struct rw_intake *in, char *err, size_t errlen)
 {
     const struct rw_config *cfg = in->env.cfg;
+    char why[600], how[200];
 
     for (int i = 0; i < cfg->nwebhooks; i++) {
         const struct rw_webhook_source *s = &cfg->webhooks[i];
@@ -418,10 +421,14 @@ static int check_webhooks(struct rw_intake *in, char *err, size_t errlen)
                      "raw text of at most %d bytes", s->name, RW_WEBHOOK_KEY_MAX);
             return -1;
         }
-        if (!t || t->run_as == RW_RUN_AS_USER) {
-            snprintf(err, errlen, "webhook.%s.task \"%s\" %s", s->name, s->task,
-                     t ? "runs as user, but a webhook carries no user claims: use a "
-                         "system or role task" : "is not a loaded task");
+        if (!t) {
+            snprintf(err, errlen, "webhook.%s.task \"%s\" is not a loaded task", s->name,
+                     s->task);
+            return -1;
+        }
+        snprintf(how, sizeof how, "webhook.%s.subject = /json/pointer/in/the/body", s->name);
+        if (rw_task_check_trusted(t, NULL, s->subject != NULL, how, NULL, why, sizeof why) < 0) {
+            snprintf(err, errlen, "webhook.%s.task: %s", s->name, why);
             return -1;
         }
     }

@@ -13,13 +13,13 @@
 static const char CHECK_SQL[] =
     "select coalesce(max(version), 0) from rlsworker.migrations";
 static const char DEPTH_SQL[] =
-    "select s.state, count(j.id) from unnest(array['queued', 'running', 'dead']) s(state) "
+    "select s.state, count(j.id) from unnest(array['queued', 'running', 'dead', 'cancelled']) s(state) "
     "left join rlsworker.jobs j on j.state = s.state group by s.state";
 static const char ADD_USER_JOB_SQL[] =
     "select rlsworker.add_job(task => $1, payload => $2::jsonb, run_at => $3::timestamptz, "
     "job_key => $4, claims => $5::jsonb, run_as => 'user')";
 static const char ADD_WEBHOOK_JOB_SQL[] =
-    "select job_id, replay from rlsworker.add_webhook_job($1, $2, $3, $4::jsonb)";
+    "select job_id, replay from rlsworker.add_webhook_job($1, $2, $3, $4::jsonb, $5, $6::jsonb)";
 
 static void on_checked(rw_pg *pg, const struct rw_pg_result *res, void *arg)
 {
@@ -216,10 +216,11 @@ static void on_webhook_job(rw_pg *pg, const struct rw_pg_result *res, void *arg)
     rw_req_answer(r, 202, NULL);
 }
 
-bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task)
+bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task, const char *subject,
+                                  const char *claims)
 {
     struct rw_intake *in = r->in;
-    const char *params[4];
+    const char *params[6];
 
     if (!rw_intake_db_ready(in))
         return false;
@@ -227,7 +228,9 @@ bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task)
     params[1] = r->wh_id;
     params[2] = task;
     params[3] = r->body;
-    if (rw_pg_query(in->pg, ADD_WEBHOOK_JOB_SQL, 4, params, on_webhook_job, r) < 0)
+    params[4] = subject;
+    params[5] = claims;
+    if (rw_pg_query(in->pg, ADD_WEBHOOK_JOB_SQL, 6, params, on_webhook_job, r) < 0)
         return false;
     r->db_wait = true;
     return true;

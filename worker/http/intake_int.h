@@ -97,7 +97,12 @@ bool rw_intake_db_ready(const struct rw_intake *in);
  * answers the request when done. Returns false (nothing sent) when the
  * database is not ready or the submit failed; the caller answers 503. */
 bool rw_intake_db_add_user_job(struct rw_req *r, const char *claims, const char *sub);
-bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task);
+/* subject and claims (JSON text) may be NULL. */
+bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task, const char *subject,
+                                  const char *claims);
+/* The subject at JSON pointer ptr in a webhook body: a non-empty string of at
+ * most 255 bytes (no NUL) or an integer, as text in out. Returns 0 or -1. */
+int rw_intake_webhook_subject(json_t *body, const char *ptr, char *out, size_t outlen);
 
 /* metrics_db.c: answers GET /metrics, after reading the queues when it can */
 void rw_metrics_scrape(struct rw_req *r);
