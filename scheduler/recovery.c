@@ -1,12 +1,17 @@
 /* Heartbeats and lock recovery. Each worker heartbeats every
- * heartbeat_interval; every worker also sweeps: jobs held by a worker whose
- * heartbeat is older than lock_timeout go back to the queue (the attempt
- * stays counted). Sweeping is idempotent, so several sweepers are safe. */
+ * heartbeat_interval; every worker also sweeps, about once a second: jobs
+ * held by a worker whose control session has ended (it died: the server
+ * closed its session) or whose heartbeat is older than lock_timeout (its
+ * machine vanished) go back to the queue (the attempt stays counted).
+ * Sweeping is idempotent and cheap (an index scan of running jobs), so
+ * several sweepers are safe. */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "scheduler/scheduler_int.h"
 #include "worker/base/log.h"
+
+#define SWEEP_INTERVAL_S 1.0   /* a killed worker's jobs return within ~1 s */
 
 static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
@@ -58,11 +63,11 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 
     snprintf(tmo, sizeof tmo, "%d", s->cfg->lock_timeout_s);
     if (s->registered &&
-        rw_pg_query(s->ctl, "select rlsworker.sweep_lost($1::int)", 1, params,
+        rw_pg_query(s->ctl, "select rlsworker.sweep_dead_sessions($1::int)", 1, params,
                     sweep_done, s) < 0)
         rw_debug("sweep skipped: not connected");
-    /* spread sweeps of many workers: between 1/4 and 1/2 of lock_timeout */
-    t->repeat = s->cfg->lock_timeout_s * (0.25 + (random() % 1000) / 4000.0);
+    /* spread sweeps of many workers: between 0.75 and 1.25 s */
+    t->repeat = SWEEP_INTERVAL_S * (0.75 + (random() % 1000) / 2000.0);
     ev_timer_again(loop, t);
 }
 
