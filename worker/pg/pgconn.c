@@ -6,6 +6,7 @@
 
 #include "worker/base/log.h"
 #include "worker/pg/conninfo.h"
+#include "worker/pg/pgcancel.h"
 
 enum pg_state { PG_IDLE, PG_CONNECTING, PG_READY };
 
@@ -434,7 +435,6 @@ int rw_pg_query(rw_pg *pg, const char *sql, int nparams,
 int rw_pg_cancel(rw_pg *pg, char *err, size_t errlen)
 {
     PGcancel *c;
-    int ok;
 
     if (pg->state != PG_READY) {
         snprintf(err, errlen, "not connected");
@@ -445,9 +445,8 @@ int rw_pg_cancel(rw_pg *pg, char *err, size_t errlen)
         snprintf(err, errlen, "could not build a cancel request");
         return -1;
     }
-    ok = PQcancel(c, err, (int)errlen);
-    PQfreeCancel(c);
-    return ok ? 0 : -1;
+    /* never on the loop: PQcancel blocks until the server answers */
+    return rw_pg_cancel_async(pg->loop, c, pg->app_name, err, errlen);
 }
 
 void rw_pg_disconnect(rw_pg *pg)

@@ -65,8 +65,9 @@ int rw_pg_query(rw_pg *pg, const char *sql, int nparams,
                 const char *const *params, rw_pg_done_cb cb, void *arg)
     __attribute__((warn_unused_result));
 
-/* Sends a cancel request for whatever runs now (blocking for the short
- * cancel handshake; PQcancel is the only libpq way). Returns 0 or -1. */
+/* Asks the server to cancel whatever runs now, without blocking: the
+ * request goes from a helper thread (worker/pg/pgcancel.h), and a failure is
+ * logged later. Returns 0 once sent off, or -1 with err filled. */
 int rw_pg_cancel(rw_pg *pg, char *err, size_t errlen);
 
 /* Drops the connection: pending ops complete with conn_lost; on_lost is not
