@@ -365,6 +365,9 @@ int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
     if (!s->ctl)
         return -1;
     rw_pg_set_app_name(s->ctl, "rlsworker control");
+    /* its statements are all short: silence this long means a frozen network,
+     * and other workers have taken our jobs by then anyway */
+    rw_pg_set_reply_timeout(s->ctl, s->cfg->lock_timeout_s);
     ev_init(&s->ctl_retry, ctl_connect);
     s->ctl_retry.data = s;
     ev_timer_init(&s->poll_timer, on_poll, s->cfg->poll_interval_ms / 1000.0,

@@ -34,6 +34,8 @@ struct rw_pg {
     ev_io io;
     int io_events;
     ev_timer timer;       /* connect timeout, or deferred connect failure */
+    int reply_timeout_s;  /* 0: none */
+    ev_timer reply_timer; /* no byte from the server while ops are in flight */
     char *pending_error;  /* connect failure to report from the timer */
     struct pg_op *head, *tail;
     int inflight;
@@ -43,6 +45,11 @@ struct rw_pg {
 
 static void pg_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void pg_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void pg_reply_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static struct rw_pg_tcp tcp_defaults;
+
+void rw_pg_set_tcp_defaults(const struct rw_pg_tcp *tcp) { tcp_defaults = *tcp; }
 
 rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
                  const struct rw_pg_callbacks *cb, int connect_timeout_s)
@@ -65,6 +72,8 @@ rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
     pg->io.data = pg;
     ev_init(&pg->timer, pg_timer_cb);
     pg->timer.data = pg;
+    ev_init(&pg->reply_timer, pg_reply_timer_cb);
+    pg->reply_timer.data = pg;
     return pg;
 }
 
@@ -75,6 +84,22 @@ void rw_pg_set_app_name(rw_pg *pg, const char *name)
     snprintf(pg->app_name, sizeof pg->app_name, "%s", name);
 }
 int rw_pg_inflight(const rw_pg *pg) { return pg->inflight; }
+
+void rw_pg_set_reply_timeout(rw_pg *pg, int seconds)
+{
+    pg->reply_timeout_s = seconds > 0 ? seconds : 0;
+    pg->reply_timer.repeat = pg->reply_timeout_s;
+}
+
+/* Something came from the server, or an op was sent: the clock restarts
+ * while ops are in flight and stops when none is. */
+static void reply_clock(rw_pg *pg)
+{
+    if (pg->reply_timeout_s > 0 && pg->inflight > 0)
+        ev_timer_again(pg->loop, &pg->reply_timer);
+    else
+        ev_timer_stop(pg->loop, &pg->reply_timer);
+}
 PGconn *rw_pg_conn(rw_pg *pg) { return pg->state == PG_READY ? pg->conn : NULL; }
 
 static void watch(rw_pg *pg, int events)
@@ -104,6 +129,7 @@ static void really_free(rw_pg *pg)
 {
     ev_io_stop(pg->loop, &pg->io);
     ev_timer_stop(pg->loop, &pg->timer);
+    ev_timer_stop(pg->loop, &pg->reply_timer);
     if (pg->conn)
         PQfinish(pg->conn);
     while (pg->head) {
@@ -151,6 +177,7 @@ static bool teardown(rw_pg *pg, const char *why)
 
     ev_io_stop(pg->loop, &pg->io);
     ev_timer_stop(pg->loop, &pg->timer);
+    ev_timer_stop(pg->loop, &pg->reply_timer);
     if (pg->conn)
         PQfinish(pg->conn);
     pg->conn = NULL;
@@ -198,8 +225,29 @@ void rw_pg_connect(rw_pg *pg)
         return;
     free(pg->pending_error);
     pg->pending_error = NULL;
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {pg->conninfo, pg->app_name, NULL};
+    /* the TCP settings come before dbname: the connection string's own win */
+    char ka_idle[16], ka_intv[16], ka_count[16], user_tmo[16];
+    const char *keys[8], *vals[8];
+    int nk = 0;
+    if (tcp_defaults.keepalives_idle_s > 0) {
+        snprintf(ka_idle, sizeof ka_idle, "%d", tcp_defaults.keepalives_idle_s);
+        keys[nk] = "keepalives_idle", vals[nk++] = ka_idle;
+    }
+    if (tcp_defaults.keepalives_interval_s > 0) {
+        snprintf(ka_intv, sizeof ka_intv, "%d", tcp_defaults.keepalives_interval_s);
+        keys[nk] = "keepalives_interval", vals[nk++] = ka_intv;
+    }
+    if (tcp_defaults.keepalives_count > 0) {
+        snprintf(ka_count, sizeof ka_count, "%d", tcp_defaults.keepalives_count);
+        keys[nk] = "keepalives_count", vals[nk++] = ka_count;
+    }
+    if (tcp_defaults.user_timeout_ms > 0) {
+        snprintf(user_tmo, sizeof user_tmo, "%d", tcp_defaults.user_timeout_ms);
+        keys[nk] = "tcp_user_timeout", vals[nk++] = user_tmo;
+    }
+    keys[nk] = "dbname", vals[nk++] = pg->conninfo;
+    keys[nk] = "fallback_application_name", vals[nk++] = pg->app_name;
+    keys[nk] = NULL, vals[nk] = NULL;
     char bad[400];
     bool malformed = rw_conninfo_check(pg->conninfo, "the connection string", bad,
                                        sizeof bad) < 0;
@@ -263,6 +311,16 @@ static void pg_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         snprintf(msg, sizeof msg, "timed out after %d s while connecting",
                  pg->connect_timeout_s);
     }
+    lost(pg, msg);
+}
+
+static void pg_reply_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    rw_pg *pg = w->data;
+    char msg[160];
+
+    snprintf(msg, sizeof msg, "no reply from the server for %d s (the network or the "
+             "server stopped answering); reconnecting", pg->reply_timeout_s);
     lost(pg, msg);
 }
 
@@ -371,6 +429,7 @@ static void pg_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (!read_results(pg) || !read_notifies(pg))
         return;
+    reply_clock(pg);
     if (pg->conn && PQstatus(pg->conn) == CONNECTION_BAD) {
         lost(pg, PQerrorMessage(pg->conn));
         return;
@@ -415,6 +474,8 @@ int rw_pg_submit(rw_pg *pg, const struct rw_pg_stmt *stmts, int n,
         pg->head = op;
     pg->tail = op;
     pg->inflight++;
+    if (pg->inflight == 1)
+        reply_clock(pg);
     if (pg->depth == 0) {
         flush(pg);
     } else {
