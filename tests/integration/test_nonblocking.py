@@ -3,6 +3,7 @@ never answers (a TCP proxy of the test's own holds it) does not stop other
 jobs; the cancelled job's connection is dropped after the cancel grace and
 the job ends dead, cancelled."""
 import os
+import re
 import sys
 import time
 
@@ -74,3 +75,28 @@ def test_jobs_complete_while_a_cancel_hangs(rlsworker, db, pg, tasks_dir):
         assert "could not cancel" not in w.read_stderr()
     finally:
         proxy.close()
+
+
+def test_host_names_resolved_off_the_loop(rlsworker, db, pg, tasks_dir):
+    """A host name (localhost) is resolved in a helper thread and libpq gets
+    host= and hostaddr= with every address, tried in turn as libpq would
+    (the test server listens on 127.0.0.1 only, so ::1 may be refused)."""
+    write_task(tasks_dir, "quick", """
+        -- task: quick
+        -- run_as: user
+        select 1;
+    """)
+    assert "@127.0.0.1:" in db.admin_url
+    env = db.env(DATABASE_URL=db.admin_url.replace("@127.0.0.1:", "@localhost:"),
+                 DATABASE_AUTHENTICATED_URL=db.auth_url.replace("@127.0.0.1:", "@localhost:"))
+    w = rlsworker.spawn("run", "--tasks", str(tasks_dir), "--log-level", "debug",
+                        "--poll-interval", "200", env=env)
+    w.wait_for("connected to the queue database")
+    claims = '{"sub": "00000000-0000-0000-0000-000000000001", "role": "authenticated"}'
+    db.sql("select rlsworker.add_job('quick', '{}', claims => %s::jsonb)", (claims,))
+    wait_until(lambda: db.val("select count(*) from rlsworker.jobs") == 0, 10,
+               what="the job on the restricted role")
+    err = w.read_stderr()
+    assert re.search(r"connecting to localhost(,localhost)* at [0-9a-f.:,]*127\.0\.0\.1 "
+                     r"\(resolved off the loop\)", err), err[-2000:]
+    assert w.stop() == 0

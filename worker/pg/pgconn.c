@@ -7,6 +7,7 @@
 #include "worker/base/log.h"
 #include "worker/pg/conninfo.h"
 #include "worker/pg/pgcancel.h"
+#include "worker/pg/pgresolve.h"
 
 enum pg_state { PG_IDLE, PG_CONNECTING, PG_READY };
 
@@ -37,6 +38,7 @@ struct rw_pg {
     int reply_timeout_s;  /* 0: none */
     ev_timer reply_timer; /* no byte from the server while ops are in flight */
     char *pending_error;  /* connect failure to report from the timer */
+    struct rw_pg_lookup *lookup; /* host names being resolved off the loop */
     struct pg_op *head, *tail;
     int inflight;
     int depth;            /* callbacks running; free is deferred while > 0 */
@@ -125,8 +127,17 @@ static void op_free(struct pg_op *op)
     free(op);
 }
 
+/* A lookup in flight belongs to a connection attempt that is over. */
+static void drop_lookup(rw_pg *pg)
+{
+    if (pg->lookup)
+        rw_pg_lookup_cancel(pg->lookup);
+    pg->lookup = NULL;
+}
+
 static void really_free(rw_pg *pg)
 {
+    drop_lookup(pg);
     ev_io_stop(pg->loop, &pg->io);
     ev_timer_stop(pg->loop, &pg->timer);
     ev_timer_stop(pg->loop, &pg->reply_timer);
@@ -178,6 +189,7 @@ static bool teardown(rw_pg *pg, const char *why)
     ev_io_stop(pg->loop, &pg->io);
     ev_timer_stop(pg->loop, &pg->timer);
     ev_timer_stop(pg->loop, &pg->reply_timer);
+    drop_lookup(pg);
     if (pg->conn)
         PQfinish(pg->conn);
     pg->conn = NULL;
@@ -219,15 +231,12 @@ static void lost(rw_pg *pg, const char *why)
     }
 }
 
-void rw_pg_connect(rw_pg *pg)
+/* Starts libpq's connect; `l`, when given, holds the resolved addresses. */
+static void start_connect(rw_pg *pg, const struct rw_pg_lookup *l)
 {
-    if (pg->state != PG_IDLE && !teardown(pg, "reconnecting"))
-        return;
-    free(pg->pending_error);
-    pg->pending_error = NULL;
     /* the TCP settings come before dbname: the connection string's own win */
     char ka_idle[16], ka_intv[16], ka_count[16], user_tmo[16];
-    const char *keys[8], *vals[8];
+    const char *keys[12], *vals[12];
     int nk = 0;
     if (tcp_defaults.keepalives_idle_s > 0) {
         snprintf(ka_idle, sizeof ka_idle, "%d", tcp_defaults.keepalives_idle_s);
@@ -246,6 +255,13 @@ void rw_pg_connect(rw_pg *pg)
         keys[nk] = "tcp_user_timeout", vals[nk++] = user_tmo;
     }
     keys[nk] = "dbname", vals[nk++] = pg->conninfo;
+    if (l) {
+        /* after dbname: these replace the string's host list */
+        keys[nk] = "host", vals[nk++] = l->host;
+        keys[nk] = "hostaddr", vals[nk++] = l->hostaddr;
+        if (l->port)
+            keys[nk] = "port", vals[nk++] = l->port;
+    }
     keys[nk] = "fallback_application_name", vals[nk++] = pg->app_name;
     keys[nk] = NULL, vals[nk] = NULL;
     char bad[400];
@@ -265,6 +281,47 @@ void rw_pg_connect(rw_pg *pg)
     ev_timer_set(&pg->timer, pg->connect_timeout_s, 0.);
     ev_timer_start(pg->loop, &pg->timer);
     watch(pg, EV_WRITE);
+}
+
+static void looked_up(void *arg, struct rw_pg_lookup *l)
+{
+    rw_pg *pg = arg;
+    char msg[300];
+
+    pg->lookup = NULL;
+    if (!l->host) {
+        snprintf(msg, sizeof msg, "%s", l->err);
+        rw_pg_lookup_free(l);
+        lost(pg, msg);
+        return;
+    }
+    rw_debug("connecting to %s at %s (resolved off the loop)", l->host, l->hostaddr);
+    start_connect(pg, l);
+    rw_pg_lookup_free(l);
+}
+
+void rw_pg_connect(rw_pg *pg)
+{
+    char err[256];
+
+    if (pg->state != PG_IDLE && !teardown(pg, "reconnecting"))
+        return;
+    free(pg->pending_error);
+    pg->pending_error = NULL;
+    pg->lookup = rw_pg_lookup_new(pg->conninfo);
+    if (pg->lookup) {
+        /* host names: resolve them off the loop, then connect */
+        if (rw_pg_lookup_start(pg->loop, pg->lookup, looked_up, pg, err, sizeof err) == 0) {
+            pg->state = PG_CONNECTING;
+            ev_timer_set(&pg->timer, pg->connect_timeout_s, 0.);
+            ev_timer_start(pg->loop, &pg->timer);
+            return;
+        }
+        rw_warn("resolving host names on the loop: %s", err);
+        rw_pg_lookup_free(pg->lookup);
+        pg->lookup = NULL;
+    }
+    start_connect(pg, NULL);
 }
 
 static void connect_step(rw_pg *pg)
