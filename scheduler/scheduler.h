@@ -25,6 +25,8 @@ struct rw_sched_callbacks {
     void (*on_registered)(void *arg);
     /* A stop began: stop producing new jobs (cron ticks, intake). */
     void (*on_stopping)(void *arg);
+    /* The sweep pruned n runs older than history_retention (may be 0). */
+    void (*on_history_pruned)(long long n, void *arg);
     void *arg;
 };
 

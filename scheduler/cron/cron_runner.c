@@ -348,6 +348,11 @@ int rw_cron_runner_reload(struct rw_cron_runner *r, const char *path)
     return 0;
 }
 
+const struct rw_crontab *rw_cron_runner_tab(const struct rw_cron_runner *r)
+{
+    return r ? r->tab : NULL;
+}
+
 void rw_cron_runner_stop(struct rw_cron_runner *r)
 {
     ev_timer_stop(r->loop, &r->timer);

@@ -70,6 +70,8 @@ struct rw_config {
     int lock_timeout_s;
     int heartbeat_interval_s;
     int shutdown_timeout_s;
+    int history_retention_s;   /* finished runs kept in rlsworker.job_history */
+    int history_prune_batch;   /* most history rows one sweep removes */
     /* HTTP */
     char *listen;
     int body_limit;
@@ -85,6 +87,11 @@ struct rw_config {
     int nwebhooks;
     struct rw_http_sign http_sign[RW_MAX_HTTP_SIGN];
     int nhttp_sign;
+    /* console (worker/http/console.c): on when both are set */
+    char *console_user;
+    char *console_password;    /* plain, sha256:<hex> or pbkdf2-sha256:... */
+    int console_max_failures;  /* failed logins per address before 429 */
+    int console_failure_window_s;
     /* logging */
     char *log_level;
 };

@@ -19,10 +19,21 @@
     " 'job_key', job_key, 'locked_by', locked_by, 'locked_at', locked_at," \
     " 'created_at', created_at, 'updated_at', updated_at)"
 
+/* A finished run from rlsworker.job_history (never claims: only the subject). */
+#define RUN_JSON \
+    "json_build_object('id', job_id, 'task', task, 'queue', queue, 'subject', subject," \
+    " 'run_as', run_as, 'attempts', attempts, 'state', outcome, 'worker', worker_id," \
+    " 'error', error, 'created_at', created_at, 'started_at', started_at," \
+    " 'finished_at', finished_at, 'duration_ms'," \
+    " round(extract(epoch from duration) * 1000, 3))"
+
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: rlsworker jobs list [--state S] [--task T] [--limit N] [--json]\n"
+        "usage: rlsworker jobs list [--state S] [--task T] [--limit N] [--history] [--json]\n"
+        "         S: queued, running, dead (live jobs), or succeeded, failed, cancelled\n"
+        "         (finished runs from the job history, newest first; --history lists\n"
+        "         dead runs from the history too)\n"
         "       rlsworker jobs show ID [--json]\n"
         "       rlsworker jobs retry ID     put a dead (or waiting) job back, attempts reset\n"
         "       rlsworker jobs cancel ID    cancel a queued job, or stop a running one\n"
@@ -90,6 +101,44 @@ static int list(PGconn *c, const char *state, const char *task, const char *limi
     return RW_EXIT_OK;
 }
 
+static bool is_outcome(const char *state)
+{
+    return state && (!strcmp(state, "succeeded") || !strcmp(state, "failed") ||
+                     !strcmp(state, "cancelled"));
+}
+
+static int list_history(PGconn *c, const char *state, const char *task, const char *limit,
+                        bool json)
+{
+    const char *params[3] = {state, task, limit ? limit : "100"};
+    int rc;
+    json_t *arr = json_query(c,
+        "select coalesce(json_agg(" RUN_JSON " order by finished_at desc, id desc), '[]')::text"
+        " from (select * from rlsworker.job_history"
+        "  where ($1::text is null or outcome = $1) and ($2::text is null or task = $2)"
+        "  order by finished_at desc, id desc limit $3::int) h", 3, params, json, &rc);
+
+    if (!arr)
+        return rc;
+    printf("%-8s %-24s %-10s %-8s %10s %-10s %s\n", "ID", "TASK", "OUTCOME", "ATTEMPTS",
+           "MS", "SUBJECT", "ERROR");
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *j = json_array_get(arr, i);
+        const char *err = json_string_value(json_object_get(j, "error"));
+        const char *sub = json_string_value(json_object_get(j, "subject"));
+        json_t *ms = json_object_get(j, "duration_ms");
+        printf("%-8lld %-24s %-10s %-8lld %10.1f %-10s %.60s\n",
+               (long long)json_integer_value(json_object_get(j, "id")),
+               json_string_value(json_object_get(j, "task")),
+               json_string_value(json_object_get(j, "state")),
+               (long long)json_integer_value(json_object_get(j, "attempts")),
+               json_is_number(ms) ? json_number_value(ms) : 0.0, sub ? sub : "-",
+               err ? err : "");
+    }
+    json_decref(arr);
+    return RW_EXIT_OK;
+}
+
 static int show(PGconn *c, const char *id, bool json)
 {
     const char *params[1] = {id};
@@ -102,7 +151,8 @@ static int show(PGconn *c, const char *id, bool json)
     if (!r)
         return RW_EXIT_FAIL;
     if (PQntuples(r) == 0) {
-        rw_cli_error(CMD, "no job %s (succeeded jobs leave the table)", id);
+        rw_cli_error(CMD, "no job %s in the queue (finished runs: rlsworker jobs list "
+                     "--state succeeded)", id);
         PQclear(r);
         return RW_EXIT_FAIL;
     }
@@ -183,7 +233,7 @@ int rw_cmd_jobs(int argc, char **argv)
 {
     struct rw_config cfg;
     const char *sub = NULL, *id = NULL, *state = NULL, *task = NULL, *limit = NULL;
-    bool json = false;
+    bool json = false, history = false;
     PGconn *c;
     int rc;
 
@@ -198,6 +248,8 @@ int rw_cmd_jobs(int argc, char **argv)
         const char **slot = NULL;
         if (strcmp(argv[i], "--json") == 0)
             json = true;
+        else if (strcmp(argv[i], "--history") == 0)
+            history = true;
         else if (strncmp(argv[i], "--state", 7) == 0)
             slot = &state;
         else if (strncmp(argv[i], "--task", 6) == 0)
@@ -232,8 +284,14 @@ int rw_cmd_jobs(int argc, char **argv)
         rw_cli_error(CMD, "unknown subcommand \"%s\": use list, show, retry, cancel or stats", sub);
         goto out;
     }
-    if (state && strcmp(state, "queued") && strcmp(state, "running") && strcmp(state, "dead")) {
-        rw_cli_error(CMD, "--state must be queued, running or dead");
+    if (state && strcmp(state, "queued") && strcmp(state, "running") && strcmp(state, "dead") &&
+        !is_outcome(state)) {
+        rw_cli_error(CMD, "--state must be queued, running, dead, succeeded, failed or cancelled");
+        goto out;
+    }
+    if (history && state && (!strcmp(state, "queued") || !strcmp(state, "running"))) {
+        rw_cli_error(CMD, "--history lists finished runs: use --state succeeded, failed, "
+                     "dead or cancelled");
         goto out;
     }
     if (limit && !is_id(limit)) {
@@ -243,7 +301,9 @@ int rw_cmd_jobs(int argc, char **argv)
     rc = RW_EXIT_FAIL;
     if (!(c = rw_cli_admin(CMD, &cfg)))
         goto out;
-    if (strcmp(sub, "list") == 0)
+    if (strcmp(sub, "list") == 0 && (history || is_outcome(state)))
+        rc = list_history(c, state, task, limit, json);
+    else if (strcmp(sub, "list") == 0)
         rc = list(c, state, task, limit, json);
     else if (strcmp(sub, "show") == 0)
         rc = show(c, id, json);

@@ -8,6 +8,7 @@
 #include "scheduler/cron/cron.h"
 #include "scheduler/cron/cron_runner.h"
 #include "worker/base/log.h"
+#include "worker/base/metrics.h"
 #include "worker/net/netguard.h"
 #include "worker/http/intake.h"
 #include "worker/checks/rolecheck.h"
@@ -82,6 +83,33 @@ int rw_run_hooks_check_run_as(struct rw_worker *w, const struct rw_registry *reg
     return check_crontab(w, w->crontab_pending, err, errlen);
 }
 
+/* For the console: the crontab in use (the runner's, or the one parsed at
+ * start before cron runs). */
+static const struct rw_crontab *current_crontab(void *arg)
+{
+    struct rw_worker *w = arg;
+
+    return w->cron ? rw_cron_runner_tab(w->cron) : w->crontab_pending;
+}
+
+/* For /metrics: each pool's connections, named by its role. */
+static void pool_stats(struct rw_metrics *m, void *arg)
+{
+    struct rw_worker *w = arg;
+    struct rw_pool_stats st;
+
+    if (w->admin_pool) {
+        rw_pool_stats(w->admin_pool, &st);
+        rw_metrics_pool(m, rw_pool_name(w->admin_pool), st.in_use, st.idle, st.opening,
+                        st.waiting, st.max);
+    }
+    for (int i = 0; i < w->nroles; i++) {
+        rw_pool_stats(w->roles[i].pool, &st);
+        rw_metrics_pool(m, rw_pool_name(w->roles[i].pool), st.in_use, st.idle, st.opening,
+                        st.waiting, st.max);
+    }
+}
+
 int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
 {
     if (w->crontab_pending) {
@@ -95,7 +123,8 @@ int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
         }
     }
     if (w->cfg.listen) {
-        struct rw_intake_env env = {w->loop, &w->cfg, w->metrics, &w->tasks};
+        struct rw_intake_env env = {w->loop, &w->cfg, w->metrics, &w->tasks,
+                                    w->id, current_crontab, pool_stats, w};
         if (!(w->intake = rw_intake_start(&env, err, errlen)))
             return -1;
     }
