@@ -3,8 +3,9 @@
  * held by a worker whose control session has ended (it died: the server
  * closed its session) or whose heartbeat is older than lock_timeout (its
  * machine vanished) go back to the queue (the attempt stays counted).
- * Sweeping is idempotent and cheap (an index scan of running jobs), so
- * several sweepers are safe. */
+ * The frequent sweep reads only rlsworker.workers and pg_stat_activity; the
+ * full one (heartbeats, orphaned jobs) runs every 1/4-1/2 lock_timeout.
+ * Sweeping is idempotent, so several sweepers are safe. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -90,13 +91,18 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
     char tmo[16];
-    const char *params[1] = {tmo};
+    bool full = ev_now(loop) >= s->full_sweep_at;
+    const char *params[2] = {tmo, full ? "true" : "false"};
 
+    /* every ~1 s: dead sessions only (cheap); 1/4-1/2 lock_timeout: all */
     snprintf(tmo, sizeof tmo, "%d", s->cfg->lock_timeout_s);
     if (s->registered &&
-        rw_pg_query(s->ctl, "select rlsworker.sweep_dead_sessions($1::int)", 1, params,
-                    sweep_done, s) < 0)
+        rw_pg_query(s->ctl, "select rlsworker.sweep_dead_sessions($1::int, $2::boolean)", 2,
+                    params, sweep_done, s) < 0)
         rw_debug("sweep skipped: not connected");
+    if (s->registered && full)
+        s->full_sweep_at = ev_now(loop) +
+                           s->cfg->lock_timeout_s * (0.25 + (random() % 1000) / 4000.0);
     /* history pruning keeps its old cadence: 1/4 to 1/2 of lock_timeout */
     if (s->registered && ev_now(loop) >= s->prune_at) {
         prune_history(s);

@@ -38,14 +38,18 @@ begin
     return v_pid is not null;
 end $$;
 
--- Drops workers whose recorded session has ended, then runs sweep_lost
--- (heartbeats older than p_timeout_s; returns the jobs of every worker no
--- longer registered). A registration younger than a second is left alone:
+-- Drops workers whose recorded session has ended; when it dropped one, or
+-- when p_full, runs sweep_lost (heartbeats older than p_timeout_s; returns
+-- the jobs of every worker no longer registered). Workers call it about
+-- once a second with p_full only every 1/4-1/2 lock_timeout: the frequent
+-- call reads only rlsworker.workers and the server's list of sessions. A registration younger than a second is left alone:
 -- the server's list of sessions is read once per transaction and may predate
 -- a session that just registered. A session shown without its start time
 -- (another role's, without pg_read_all_stats) counts as alive.
-create function rlsworker.sweep_dead_sessions(p_timeout_s int) returns int
+create function rlsworker.sweep_dead_sessions(p_timeout_s int, p_full boolean) returns int
 language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+    n int;
 begin
     delete from rlsworker.workers w
     where w.backend_pid is not null
@@ -53,8 +57,12 @@ begin
       and not exists (select 1 from pg_stat_activity a
                       where a.pid = w.backend_pid
                         and (a.backend_start is null or a.backend_start = w.backend_start));
+    get diagnostics n = row_count;
+    if n = 0 and not p_full then
+        return 0;
+    end if;
     return rlsworker.sweep_lost(p_timeout_s);
 end $$;
 
 revoke execute on function rlsworker.register_worker(text, text, int, int) from public;
-revoke execute on function rlsworker.sweep_dead_sessions(int) from public;
+revoke execute on function rlsworker.sweep_dead_sessions(int, boolean) from public;

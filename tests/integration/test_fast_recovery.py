@@ -114,5 +114,5 @@ def test_session_not_recorded_behind_a_pooler(db):
     assert db.val("select backend_pid is null from rlsworker.workers where id = 'pooled'")
     # the 'direct' registration's session has ended with that connection
     time.sleep(1.2)
-    db.sql("select rlsworker.sweep_dead_sessions(3600)")
+    db.sql("select rlsworker.sweep_dead_sessions(3600, false)")
     assert [r[0] for r in db.sql("select id from rlsworker.workers order by id")] == ["pooled"]
