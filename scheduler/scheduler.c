@@ -314,6 +314,10 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     }
     s->registered = true;
     s->ctl_backoff_ms = 0;
+    if (r->results[0] && PQgetvalue(r->results[0], 0, 0)[0] != 't')
+        rw_info("the control connection does not reach its own server session (a "
+                "pooler?): if this worker dies, its jobs return after lock_timeout "
+                "(%d s), not at once", s->cfg->lock_timeout_s);
     rw_sched_recovery_start(s);
     if (s->cb.on_registered && !s->stopping)
         s->cb.on_registered(s->cb.arg);
@@ -328,13 +332,16 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 static void ctl_ready(rw_pg *pg, void *arg)
 {
     struct rw_sched *s = arg;
-    char pid[16], *known = NULL;
+    char pid[16], bpid[16], *known = NULL;
     size_t cap = 2 + (size_t)s->inflight * 21, len = 0;
     struct rw_pg_stmt st[2];
 
     s->ctl_ready = true;
     rw_info("connected to the queue database as worker %s", s->id);
     snprintf(pid, sizeof pid, "%d", (int)getpid());
+    /* the pid of our server session as the handshake told it: recorded only
+     * if it is the backend running the registration (not behind a pooler) */
+    snprintf(bpid, sizeof bpid, "%d", rw_pg_conn(pg) ? PQbackendPID(rw_pg_conn(pg)) : 0);
     known = malloc(cap + 1);
     if (!known)
         return;
@@ -343,9 +350,9 @@ static void ctl_ready(rw_pg *pg, void *arg)
         len += (size_t)snprintf(known + len, cap - len, "%s%lld", len > 1 ? "," : "", j->id);
     known[len++] = '}';
     known[len] = '\0';
-    const char *reg[3] = {s->id, s->host, pid};
+    const char *reg[4] = {s->id, s->host, pid, bpid};
     const char *rel[2] = {s->id, known};
-    st[0] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int)", 3, reg};
+    st[0] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int, $4::int)", 4, reg};
     st[1] = (struct rw_pg_stmt){
         "select rlsworker.release_jobs($1, array(select id from rlsworker.jobs"
         " where locked_by = $1 and state = 'running' and id <> all($2::bigint[])))", 2, rel};
@@ -388,6 +395,9 @@ int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
     if (!s->ctl)
         return -1;
     rw_pg_set_app_name(s->ctl, "rlsworker control");
+    /* its statements are all short: silence this long means a frozen network,
+     * and other workers have taken our jobs by then anyway */
+    rw_pg_set_reply_timeout(s->ctl, s->cfg->lock_timeout_s);
     ev_init(&s->ctl_retry, ctl_connect);
     s->ctl_retry.data = s;
     ev_timer_init(&s->poll_timer, on_poll, s->cfg->poll_interval_ms / 1000.0,
