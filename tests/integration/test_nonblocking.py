@@ -64,9 +64,9 @@ def test_jobs_complete_while_a_cancel_hangs(rlsworker, db, pg, tasks_dir):
         print(f"\n40 jobs completed {done - held_at:.2f}s after a cancel request went "
               f"unanswered (still unanswered)")
         # the cancel had no effect: the connection is dropped after the grace
-        # (5 s) and the job ends dead, cancelled, with no effect
+        # (5 s) and the job ends cancelled, with no effect
         wait_until(lambda: db.val("select state from rlsworker.jobs where id = %s",
-                                  (slow,)) == "dead", 15, what="the slow job to end")
+                                  (slow,)) == "cancelled", 15, what="the slow job to end")
         assert db.val("select last_error from rlsworker.jobs where id = %s",
                       (slow,)).startswith("cancel")
         assert db.val("select count(*) from done where job_id = %s", (slow,)) == 0
