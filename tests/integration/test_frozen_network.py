@@ -36,21 +36,32 @@ def wait_until(pred, timeout, step=0.1, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def keepalive_sockets(pid, port, idle_s):
+def keepalive_sockets(pid, port, idle_s, samples=30):
     """Established sockets of process `pid` to `port`, and how many of them
-    have the kernel's keepalive timer armed to fire within idle_s seconds
-    (ss -o shows timer:(keepalive,9.2sec,0); libpq's own default is 2 h)."""
-    out = subprocess.run(["ss", "-tnpoH", "state", "established", "dport", "= :%d" % port],
-                         capture_output=True, text=True).stdout
-    mine = [ln for ln in out.splitlines() if "pid=%d," % pid in ln]
-    armed = 0
-    for ln in mine:
-        m = re.search(r"timer:\(keepalive,(?:(\d+)min)?(?:([\d.]+)sec)?(?:(\d+)ms)?", ln)
-        if m:
-            left = (int(m.group(1) or 0) * 60 + float(m.group(2) or 0)
-                    + int(m.group(3) or 0) / 1000)
-            armed += left <= idle_s
-    return len(mine), armed
+    were seen with the kernel's keepalive timer armed to fire within idle_s
+    seconds (ss -o shows timer:(keepalive,9.2sec,0); libpq's own default is
+    2 h). ss shows one timer a socket: while a busy socket waits for an ACK it
+    shows the retransmit timer instead, so each socket is sampled a few times
+    and counts once it is seen armed."""
+    seen, armed = set(), set()
+    for _ in range(samples):
+        out = subprocess.run(["ss", "-tnpoH", "state", "established", "dport", "= :%d" % port],
+                             capture_output=True, text=True).stdout
+        for ln in out.splitlines():
+            if "pid=%d," % pid not in ln:
+                continue
+            local = ln.split()[2] if len(ln.split()) > 2 else ln
+            seen.add(local)
+            m = re.search(r"timer:\(keepalive,(?:(\d+)min)?(?:([\d.]+)sec)?(?:(\d+)ms)?", ln)
+            if m:
+                left = (int(m.group(1) or 0) * 60 + float(m.group(2) or 0)
+                        + int(m.group(3) or 0) / 1000)
+                if left <= idle_s:
+                    armed.add(local)
+        if seen and armed == seen:
+            break
+        time.sleep(0.1)
+    return len(seen), len(armed & seen)
 
 
 def test_frozen_network_30s(rlsworker, db, pg, tasks_dir):

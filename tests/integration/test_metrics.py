@@ -91,7 +91,10 @@ def test_queue_lag_of_a_waiting_named_queue(rlsworker, db, tasks_dir):
     db.sql("select rlsworker.add_job('sleepy')")
     port = free_port()
     w = rlsworker.spawn("run", "--listen", "127.0.0.1:%d" % port, "--tasks", str(tasks_dir),
-                        "--concurrency", "1", "--poll-interval", "100", env=db.env())
+                        "--concurrency", "1", "--prefetch", "0", "--poll-interval", "100",
+                        env=db.env())
+    # --prefetch 0: with prefetch on, the worker would claim the parked job into its
+    # local queue (running), and nothing would be left waiting in the database
     w.wait_for(r"http intake listening on")
     deadline = time.time() + 20
     while time.time() < deadline and db.val(

@@ -11,6 +11,7 @@ void rw_check_notifications(const struct rw_config *cfg, struct rw_report *rep)
     const char *source = cfg->direct_url ? "DATABASE_DIRECT_URL" : "DATABASE_URL";
     char err[700];
     PGconn *c;
+    int first = rep->n;
 
     if (!url)
         return;     /* admin.login already says DATABASE_URL is missing */
@@ -19,7 +20,7 @@ void rw_check_notifications(const struct rw_config *cfg, struct rw_report *rep)
             rw_report_add(rep, "notifications", RW_CHECK_FAIL, NULL,
                           "%s; fix: set DATABASE_DIRECT_URL to the admin role's direct "
                           "connection string, or unset it", err);
-        return;     /* DATABASE_URL: admin.login reports it */
+        goto out;   /* DATABASE_URL: admin.login reports it */
     }
     switch (rw_pg_probe_notify(c, url, cfg->notify_probe_timeout_ms, err, sizeof err)) {
     case RW_NOTIFY_OK:
@@ -47,4 +48,8 @@ void rw_check_notifications(const struct rw_config *cfg, struct rw_report *rep)
         break;
     }
     PQfinish(c);
+out:
+    /* each finding names the configured connection it is about */
+    for (int i = first; i < rep->n; i++)
+        snprintf(rep->checks[i].config, sizeof rep->checks[i].config, "%s", source);
 }

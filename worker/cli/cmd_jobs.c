@@ -319,7 +319,7 @@ int rw_cmd_jobs(int argc, char **argv)
         goto out;
     }
     if (state && strcmp(state, "queued") && strcmp(state, "running") && strcmp(state, "dead") &&
-        !is_outcome(state)) {
+        strcmp(state, "cancelled") && !is_outcome(state)) {
         rw_cli_error(CMD, "--state must be queued, running, dead, cancelled, succeeded or "
                      "failed");
         goto out;
