@@ -7,6 +7,7 @@
 
 #include "scheduler/scheduler_int.h"
 #include "worker/base/log.h"
+#include "worker/pg/queue.h"
 
 static void job_ended(struct rw_job *job, const struct rw_job_end *end, void *arg);
 static void rw_sched_job_ended(struct rw_sched *s);
@@ -73,12 +74,12 @@ struct rw_exec_callbacks rw_sched_exec_callbacks(struct rw_sched *s)
 
 /* ---- claiming ------------------------------------------------------------ */
 
-static char *dup_or_null(const PGresult *res, int row, int col)
+static char *dup_or_null(const char *s)
 {
-    return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
+    return s ? strdup(s) : NULL;
 }
 
-static struct rw_job *job_from_row(struct rw_sched *s, const PGresult *res, int row)
+static struct rw_job *job_from_row(struct rw_sched *s, const struct rw_queue_claimed *row)
 {
     struct rw_job *job = calloc(1, sizeof *job);
     json_error_t jerr;
@@ -86,17 +87,17 @@ static struct rw_job *job_from_row(struct rw_sched *s, const PGresult *res, int 
     if (!job)
         return NULL;
     job->ex = s->ex;
-    job->id = atoll(PQgetvalue(res, row, 0));
-    job->task = strdup(PQgetvalue(res, row, 1));
-    job->payload = json_loads(PQgetvalue(res, row, 2), 0, &jerr);
-    job->claims = dup_or_null(res, row, 3);
-    job->subject = dup_or_null(res, row, 4);
-    job->run_as = dup_or_null(res, row, 5);
-    job->attempts = atoi(PQgetvalue(res, row, 6));
-    job->max_attempts = atoi(PQgetvalue(res, row, 7));
-    snprintf(job->lock_token, sizeof job->lock_token, "%s", PQgetvalue(res, row, 8));
-    job->claims_verified_at = atoll(PQgetvalue(res, row, 9));
-    job->chained_by = atoll(PQgetvalue(res, row, 10));
+    job->id = row->id;
+    job->task = strdup(row->task);
+    job->payload = json_loads(row->payload, 0, &jerr);
+    job->claims = dup_or_null(row->claims);
+    job->subject = dup_or_null(row->subject);
+    job->run_as = dup_or_null(row->run_as);
+    job->attempts = row->attempts;
+    job->max_attempts = row->max_attempts;
+    snprintf(job->lock_token, sizeof job->lock_token, "%s", row->lock_token);
+    job->claims_verified_at = row->claims_verified_at;
+    job->chained_by = row->chained_by;
     job->state = RW_JOB_CLAIMED;
     if (!job->payload)
         job->payload = json_object();
@@ -147,7 +148,7 @@ static void release_ready(struct rw_sched *s)
 static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
     struct rw_sched *s = arg;
-    PGresult *res = r->nresults ? r->results[0] : NULL;
+    struct rw_queue_claimed row;
     int rows, asked = s->claim_asked;
 
     s->claim_inflight = false;
@@ -156,11 +157,12 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_error("could not claim jobs: %s", r->error);
         return;
     }
-    rows = PQntuples(res);
+    rows = rw_queue_claimed_count(r);
     s->more_ready = rows >= asked;
     s->drained = rows == 0;
     for (int i = 0; i < rows; i++) {
-        struct rw_job *job = job_from_row(s, res, i);
+        rw_queue_claimed_row(r, i, &row);
+        struct rw_job *job = job_from_row(s, &row);
         if (!job)
             continue;
         if (s->ready_tail)
@@ -183,8 +185,6 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 
 void rw_sched_maybe_claim(struct rw_sched *s)
 {
-    char n[16];
-    const char *params[2] = {s->id, n};
     int free_slots = s->cfg->concurrency + s->cfg->prefetch - s->inflight;
 
     if (s->stopping || !s->ctl_ready || !s->registered)
@@ -196,13 +196,7 @@ void rw_sched_maybe_claim(struct rw_sched *s)
     if (free_slots <= 0)
         return;
     s->claim_asked = free_slots < s->cfg->claim_batch ? free_slots : s->cfg->claim_batch;
-    snprintf(n, sizeof n, "%d", s->claim_asked);
-    if (rw_pg_query(s->ctl,
-                    "select id, task, payload::text, claims::text, subject, run_as,"
-                    " attempts, coalesce(max_attempts, 0), lock_token::text,"
-                    " coalesce(extract(epoch from claims_verified_at)::bigint, 0),"
-                    " coalesce(chained_by, 0) from rlsworker.claim_jobs($1, $2::int)",
-                    2, params, claim_done, s) == 0)
+    if (rw_queue_claim_jobs(s->ctl, s->id, s->claim_asked, claim_done, s) == 0)
         s->claim_inflight = true;
 }
 

@@ -1,0 +1,52 @@
+/* The queue protocol, one function per operation of deploy/sql/
+ * (queue.h). Statement texts are the worker's half of the contract with
+ * the migrations: change them together. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "worker/pg/queue.h"
+
+static const char *value_or_null(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* ---- claim_jobs ----------------------------------------------------------- */
+
+int rw_queue_claim_jobs(rw_pg *pg, const char *worker, int n, rw_pg_done_cb cb, void *arg)
+{
+    char count[16];
+    const char *params[2] = {worker, count};
+
+    snprintf(count, sizeof count, "%d", n);
+    return rw_pg_query(pg,
+                       "select id, task, payload::text, claims::text, subject, run_as,"
+                       " attempts, coalesce(max_attempts, 0), lock_token::text,"
+                       " coalesce(extract(epoch from claims_verified_at)::bigint, 0),"
+                       " coalesce(chained_by, 0) from rlsworker.claim_jobs($1, $2::int)",
+                       2, params, cb, arg);
+}
+
+int rw_queue_claimed_count(const struct rw_pg_result *r)
+{
+    return r->ok && r->nresults > 0 && r->results[0] ? PQntuples(r->results[0]) : 0;
+}
+
+void rw_queue_claimed_row(const struct rw_pg_result *r, int row, struct rw_queue_claimed *out)
+{
+    const PGresult *res = r->results[0];
+
+    *out = (struct rw_queue_claimed){
+        .id = atoll(PQgetvalue(res, row, 0)),
+        .task = PQgetvalue(res, row, 1),
+        .payload = PQgetvalue(res, row, 2),
+        .claims = value_or_null(res, row, 3),
+        .subject = value_or_null(res, row, 4),
+        .run_as = value_or_null(res, row, 5),
+        .attempts = atoi(PQgetvalue(res, row, 6)),
+        .max_attempts = atoi(PQgetvalue(res, row, 7)),
+        .lock_token = PQgetvalue(res, row, 8),
+        .claims_verified_at = atoll(PQgetvalue(res, row, 9)),
+        .chained_by = atoll(PQgetvalue(res, row, 10)),
+    };
+}

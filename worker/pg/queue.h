@@ -1,0 +1,53 @@
+/* The queue protocol: every call the worker makes to schema rlsworker
+ * (deploy/sql/) from its event loop, one function per operation, each named
+ * after the SQL function it calls, so this file reads side by side with the
+ * migrations (Graphile Worker's src/sql/, River's riverdriver).
+ *
+ * Each operation is a thin async wrapper: it submits the statement text with
+ * its parameters on the given connection (rw_pg_submit's rules: -1 never
+ * calls back; otherwise cb runs exactly once, also on conn_lost) and, where
+ * the statement returns rows, a parse function beside it turns the result
+ * the callback receives into plain C values. Strings a parse function
+ * returns are borrowed from the result and valid only inside the callback.
+ *
+ * Not here, on purpose: the executor's per-job pipeline on the job's own
+ * connection (jobs/exec/executor.c: set_config of the claims and
+ * statement_timeout, the task's statements, rlsworker_api.complete_job,
+ * commit, discard all), because it runs inside the job's transaction, and
+ * the bodies of task files and built-ins (jobs/builtin/builtin.c). The CLI's
+ * blocking calls are in worker/pg/queue_cli.c. */
+#ifndef RW_QUEUE_H
+#define RW_QUEUE_H
+
+#include <stdbool.h>
+
+#include "worker/pg/pgconn.h"
+
+#define RW_QUEUE_WUR __attribute__((warn_unused_result))
+
+/* ---- claim_jobs (001_init.sql) ------------------------------------------ */
+
+/* Claims up to n ready jobs for worker. */
+int rw_queue_claim_jobs(rw_pg *pg, const char *worker, int n, rw_pg_done_cb cb,
+                        void *arg) RW_QUEUE_WUR;
+
+/* One claimed row; strings borrowed from the result (NULL: SQL NULL). */
+struct rw_queue_claimed {
+    long long id;
+    const char *task;
+    const char *payload;          /* JSON text */
+    const char *claims;           /* JSON text or NULL */
+    const char *subject;
+    const char *run_as;
+    int attempts;                 /* including this one */
+    int max_attempts;             /* 0: not set on the job */
+    const char *lock_token;
+    long long claims_verified_at; /* unix seconds, 0 if none */
+    long long chained_by;         /* 0 if none */
+};
+
+/* Rows of a successful claim_jobs result. */
+int rw_queue_claimed_count(const struct rw_pg_result *r);
+void rw_queue_claimed_row(const struct rw_pg_result *r, int row, struct rw_queue_claimed *out);
+
+#endif
