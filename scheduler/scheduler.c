@@ -272,13 +272,11 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 static void ctl_ready(rw_pg *pg, void *arg)
 {
     struct rw_sched *s = arg;
-    char pid[16], *known = NULL;
+    char *known = NULL;
     size_t cap = 2 + (size_t)s->inflight * 21, len = 0;
-    struct rw_pg_stmt st[4];
 
     s->ctl_ready = true;
     rw_info("connected to the queue database as worker %s", s->id);
-    snprintf(pid, sizeof pid, "%d", (int)getpid());
     known = malloc(cap + 1);
     if (!known)
         return;
@@ -287,15 +285,7 @@ static void ctl_ready(rw_pg *pg, void *arg)
         len += (size_t)snprintf(known + len, cap - len, "%s%lld", len > 1 ? "," : "", j->id);
     known[len++] = '}';
     known[len] = '\0';
-    const char *reg[3] = {s->id, s->host, pid};
-    const char *rel[2] = {s->id, known};
-    st[0] = (struct rw_pg_stmt){"listen rlsworker_jobs", 0, NULL};
-    st[1] = (struct rw_pg_stmt){"listen rlsworker_cancel", 0, NULL};
-    st[2] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int)", 3, reg};
-    st[3] = (struct rw_pg_stmt){
-        "select rlsworker.release_jobs($1, array(select id from rlsworker.jobs"
-        " where locked_by = $1 and state = 'running' and id <> all($2::bigint[])))", 2, rel};
-    if (rw_pg_submit(pg, st, 4, registered, s) < 0)
+    if (rw_queue_register_worker(pg, s->id, s->host, (int)getpid(), known, registered, s) < 0)
         rw_pg_abort(pg, "could not send the registration");
     free(known);
 }
@@ -381,16 +371,13 @@ static void deregistered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 /* Everything has ended: send what is left, deregister, leave the loop. */
 void rw_sched_finish(struct rw_sched *s)
 {
-    const char *params[1] = {s->id};
-
     if (s->stopped || s->finishing)
         return;
     s->finishing = true;
     ev_timer_stop(s->loop, &s->stop_timer);
     if (s->ctl_ready) {
         rw_sched_flush_outcomes(s, true);
-        if (rw_pg_query(s->ctl, "select rlsworker.deregister_worker($1)", 1, params,
-                        deregistered, s) == 0)
+        if (rw_queue_deregister_worker(s->ctl, s->id, deregistered, s) == 0)
             return;
     }
     if (s->noutcomes)

@@ -50,3 +50,30 @@ void rw_queue_claimed_row(const struct rw_pg_result *r, int row, struct rw_queue
         .chained_by = atoll(PQgetvalue(res, row, 10)),
     };
 }
+
+/* ---- register_worker, deregister_worker ------------------------------------ */
+
+int rw_queue_register_worker(rw_pg *pg, const char *worker, const char *host, int pid,
+                             const char *known_ids, rw_pg_done_cb cb, void *arg)
+{
+    char pidtext[16];
+    const char *reg[3] = {worker, host, pidtext};
+    const char *rel[2] = {worker, known_ids};
+    struct rw_pg_stmt st[4];
+
+    snprintf(pidtext, sizeof pidtext, "%d", pid);
+    st[0] = (struct rw_pg_stmt){"listen rlsworker_jobs", 0, NULL};
+    st[1] = (struct rw_pg_stmt){"listen rlsworker_cancel", 0, NULL};
+    st[2] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int)", 3, reg};
+    st[3] = (struct rw_pg_stmt){
+        "select rlsworker.release_jobs($1, array(select id from rlsworker.jobs"
+        " where locked_by = $1 and state = 'running' and id <> all($2::bigint[])))", 2, rel};
+    return rw_pg_submit(pg, st, 4, cb, arg);
+}
+
+int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg)
+{
+    const char *params[1] = {worker};
+
+    return rw_pg_query(pg, "select rlsworker.deregister_worker($1)", 1, params, cb, arg);
+}

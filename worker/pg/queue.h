@@ -50,4 +50,25 @@ struct rw_queue_claimed {
 int rw_queue_claimed_count(const struct rw_pg_result *r);
 void rw_queue_claimed_row(const struct rw_pg_result *r, int row, struct rw_queue_claimed *out);
 
+/* ---- register_worker, deregister_worker (001_init.sql) ------------------- */
+
+/* After (re)connecting the control connection, one round trip: LISTEN on
+ * rlsworker_jobs and rlsworker_cancel, register_worker(worker, host, pid),
+ * and release_jobs of the jobs the database says worker holds that are not
+ * in known_ids (a Postgres array literal such as "{1,2}"). */
+int rw_queue_register_worker(rw_pg *pg, const char *worker, const char *host, int pid,
+                             const char *known_ids, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
+int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb,
+                               void *arg) RW_QUEUE_WUR;
+
+/* ---- heartbeat, sweep_lost (001_init.sql) --------------------------------- */
+
+int rw_queue_heartbeat(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
+/* A successful heartbeat's answer: false when worker was declared lost. */
+bool rw_queue_heartbeat_alive(const struct rw_pg_result *r);
+/* Returns jobs of workers silent for lock_timeout_s to the queue. */
+int rw_queue_sweep_lost(rw_pg *pg, int lock_timeout_s, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
+/* A successful sweep's answer: how many jobs went back. */
+int rw_queue_sweep_lost_count(const struct rw_pg_result *r);
+
 #endif
