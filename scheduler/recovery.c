@@ -7,6 +7,7 @@
 
 #include "scheduler/scheduler_int.h"
 #include "worker/base/log.h"
+#include "worker/pg/queue.h"
 
 static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
@@ -17,7 +18,7 @@ static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_warn("could not send heartbeat: %s", r->error);
         return;
     }
-    if (PQgetvalue(r->results[0], 0, 0)[0] != 't') {
+    if (!rw_queue_heartbeat_alive(r)) {
         /* we were declared lost: our jobs were requeued; their completions
          * will be refused (and rolled back), so just register again */
         rw_warn("this worker was declared lost by another worker (heartbeat older "
@@ -29,10 +30,7 @@ static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
-    const char *params[1] = {s->id};
-
-    if (s->registered && rw_pg_query(s->ctl, "select rlsworker.heartbeat($1)", 1, params,
-                                     heartbeat_done, s) < 0)
+    if (s->registered && rw_queue_heartbeat(s->ctl, s->id, heartbeat_done, s) < 0)
         rw_warn("could not send heartbeat: not connected");
 }
 
@@ -45,7 +43,7 @@ static void sweep_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_warn("could not sweep jobs of lost workers: %s", r->error);
         return;
     }
-    n = atoi(PQgetvalue(r->results[0], 0, 0));
+    n = rw_queue_sweep_lost_count(r);
     if (n > 0)
         rw_info("returned %d jobs of lost workers to the queue", n);
 }
@@ -53,13 +51,8 @@ static void sweep_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
-    char tmo[16];
-    const char *params[1] = {tmo};
-
-    snprintf(tmo, sizeof tmo, "%d", s->cfg->lock_timeout_s);
     if (s->registered &&
-        rw_pg_query(s->ctl, "select rlsworker.sweep_lost($1::int)", 1, params,
-                    sweep_done, s) < 0)
+        rw_queue_sweep_lost(s->ctl, s->cfg->lock_timeout_s, sweep_done, s) < 0)
         rw_debug("sweep skipped: not connected");
     /* spread sweeps of many workers: between 1/4 and 1/2 of lock_timeout */
     t->repeat = s->cfg->lock_timeout_s * (0.25 + (random() % 1000) / 4000.0);

@@ -77,3 +77,31 @@ int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb, 
 
     return rw_pg_query(pg, "select rlsworker.deregister_worker($1)", 1, params, cb, arg);
 }
+
+/* ---- heartbeat, sweep_lost ------------------------------------------------- */
+
+int rw_queue_heartbeat(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg)
+{
+    const char *params[1] = {worker};
+
+    return rw_pg_query(pg, "select rlsworker.heartbeat($1)", 1, params, cb, arg);
+}
+
+bool rw_queue_heartbeat_alive(const struct rw_pg_result *r)
+{
+    return PQgetvalue(r->results[0], 0, 0)[0] == 't';
+}
+
+int rw_queue_sweep_lost(rw_pg *pg, int lock_timeout_s, rw_pg_done_cb cb, void *arg)
+{
+    char tmo[16];
+    const char *params[1] = {tmo};
+
+    snprintf(tmo, sizeof tmo, "%d", lock_timeout_s);
+    return rw_pg_query(pg, "select rlsworker.sweep_lost($1::int)", 1, params, cb, arg);
+}
+
+int rw_queue_sweep_lost_count(const struct rw_pg_result *r)
+{
+    return atoi(PQgetvalue(r->results[0], 0, 0));
+}
