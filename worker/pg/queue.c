@@ -105,3 +105,43 @@ int rw_queue_sweep_lost_count(const struct rw_pg_result *r)
 {
     return atoi(PQgetvalue(r->results[0], 0, 0));
 }
+
+/* ---- complete_jobs, fail_jobs, release_jobs ---------------------------------- */
+
+static struct rw_pg_stmt complete_jobs(const char *const params[2])
+{
+    return (struct rw_pg_stmt){"select rlsworker.complete_jobs($1, $2::bigint[])", 2, params};
+}
+
+static struct rw_pg_stmt fail_jobs(const char *const params[2])
+{
+    return (struct rw_pg_stmt){
+        "select rlsworker.fail_jobs($1, array_agg(id), array_agg(err), array_agg(delay), "
+        "array_agg(dead)) from jsonb_to_recordset($2::jsonb) "
+        "as t(id bigint, err text, delay bigint, dead boolean)", 2, params};
+}
+
+static struct rw_pg_stmt release_jobs(const char *const params[2])
+{
+    return (struct rw_pg_stmt){"select rlsworker.release_jobs($1, $2::bigint[])", 2, params};
+}
+
+int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg_done_cb cb,
+                             void *arg)
+{
+    const char *done[2] = {o->worker, o->completed_ids};
+    const char *failed[2] = {o->worker, o->failed_rows};
+    const char *released[2] = {o->worker, o->released_ids};
+    struct rw_pg_stmt st[3];
+    int n = 0;
+
+    if (o->completed_ids)
+        st[n++] = complete_jobs(done);
+    if (o->failed_rows)
+        st[n++] = fail_jobs(failed);
+    if (o->released_ids)
+        st[n++] = release_jobs(released);
+    if (n == 0)
+        return -1;
+    return rw_pg_submit(pg, st, n, cb, arg);
+}

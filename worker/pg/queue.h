@@ -71,4 +71,19 @@ int rw_queue_sweep_lost(rw_pg *pg, int lock_timeout_s, rw_pg_done_cb cb, void *a
 /* A successful sweep's answer: how many jobs went back. */
 int rw_queue_sweep_lost_count(const struct rw_pg_result *r);
 
+/* ---- complete_jobs, fail_jobs, release_jobs (001_init.sql) ---------------- */
+
+/* A batch of outcomes of worker's jobs, sent in one round trip; a NULL list
+ * is left out (at least one must be given). */
+struct rw_queue_outcomes {
+    const char *worker;
+    const char *completed_ids;   /* Postgres array literal, "{1,2}", or NULL */
+    const char *failed_rows;     /* JSON array of {id, err, delay, dead}, or NULL */
+    const char *released_ids;    /* Postgres array literal, or NULL */
+};
+
+/* complete_jobs, then fail_jobs, then release_jobs. */
+int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg_done_cb cb,
+                             void *arg) RW_QUEUE_WUR;
+
 #endif
