@@ -3,6 +3,7 @@
  * the migrations: change them together. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "worker/pg/queue.h"
 
@@ -144,4 +145,44 @@ int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg
     if (n == 0)
         return -1;
     return rw_pg_submit(pg, st, n, cb, arg);
+}
+
+/* ---- cron_last_ticks, cron_fire ---------------------------------------------- */
+
+int rw_queue_cron_last_ticks(rw_pg *pg, rw_pg_done_cb cb, void *arg)
+{
+    return rw_pg_query(pg, "select id, last_tick from rlsworker.cron_last_ticks()",
+                       0, NULL, cb, arg);
+}
+
+long long rw_queue_cron_last_tick(const struct rw_pg_result *r, const char *id)
+{
+    const PGresult *res = r->results[0];
+
+    for (int i = 0; i < PQntuples(res); i++)
+        if (strcmp(PQgetvalue(res, i, 0), id) == 0)
+            return strtoll(PQgetvalue(res, i, 1), NULL, 10);
+    return -1;
+}
+
+int rw_queue_cron_fire(rw_pg *pg, const struct rw_queue_cron_tick *t, rw_pg_done_cb cb,
+                       void *arg)
+{
+    char prio[16], max[16];
+    const char *params[10] = {t->id, t->tick, t->task, t->payload,
+                              t->backfilled ? "true" : "false", t->queue, prio,
+                              t->max_attempts > 0 ? max : NULL, t->run_as, t->subject};
+
+    snprintf(prio, sizeof prio, "%d", t->priority);
+    snprintf(max, sizeof max, "%d", t->max_attempts);
+    return rw_pg_query(pg, "select rlsworker.cron_fire($1, $2::timestamptz, $3, $4::jsonb, "
+                       "$5::boolean, $6, $7::int, $8::int, $9, $10)",
+                       10, params, cb, arg);
+}
+
+const char *rw_queue_cron_fire_job(const struct rw_pg_result *r)
+{
+    if (r->nresults < 1 || !r->results[0] || PQgetisnull(r->results[0], 0, 0))
+        return NULL;
+    return PQgetvalue(r->results[0], 0, 0);
 }

@@ -86,4 +86,31 @@ struct rw_queue_outcomes {
 int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg_done_cb cb,
                              void *arg) RW_QUEUE_WUR;
 
+/* ---- cron_last_ticks, cron_fire (002_cron.sql) ----------------------------- */
+
+int rw_queue_cron_last_ticks(rw_pg *pg, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
+/* A successful cron_last_ticks answer: the last tick (unix seconds) fired
+ * for cron entry id, or -1 if none. */
+long long rw_queue_cron_last_tick(const struct rw_pg_result *r, const char *id);
+
+/* One tick of a cron entry; strings borrowed for the call (NULL: not set). */
+struct rw_queue_cron_tick {
+    const char *id;
+    const char *tick;             /* timestamptz text */
+    const char *task;
+    const char *payload;          /* JSON object text */
+    bool backfilled;
+    const char *queue;
+    int priority;
+    int max_attempts;             /* 0: not set */
+    const char *run_as;
+    const char *subject;
+};
+
+int rw_queue_cron_fire(rw_pg *pg, const struct rw_queue_cron_tick *t, rw_pg_done_cb cb,
+                       void *arg) RW_QUEUE_WUR;
+/* A successful cron_fire answer: the queued job's id as text, or NULL when
+ * another worker fired this tick already. */
+const char *rw_queue_cron_fire_job(const struct rw_pg_result *r);
+
 #endif
