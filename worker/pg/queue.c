@@ -186,3 +186,66 @@ const char *rw_queue_cron_fire_job(const struct rw_pg_result *r)
         return NULL;
     return PQgetvalue(r->results[0], 0, 0);
 }
+
+/* ---- the intake: readiness, add_job, add_webhook_job ---------------------------- */
+
+static const char CHECK_SQL[] =
+    "select coalesce(max(version), 0) from rlsworker.migrations";
+static const char DEPTH_SQL[] =
+    "select s.state, count(j.id) from unnest(array['queued', 'running', 'dead']) s(state) "
+    "left join rlsworker.jobs j on j.state = s.state group by s.state";
+static const char ADD_USER_JOB_SQL[] =
+    "select rlsworker.add_job(task => $1, payload => $2::jsonb, run_at => $3::timestamptz, "
+    "job_key => $4, claims => $5::jsonb, run_as => 'user')";
+static const char ADD_WEBHOOK_JOB_SQL[] =
+    "select job_id, replay from rlsworker.add_webhook_job($1, $2, $3, $4::jsonb)";
+
+int rw_queue_readiness(rw_pg *pg, rw_pg_done_cb cb, void *arg)
+{
+    struct rw_pg_stmt st[2] = {{CHECK_SQL, 0, NULL}, {DEPTH_SQL, 0, NULL}};
+
+    return rw_pg_submit(pg, st, 2, cb, arg);
+}
+
+int rw_queue_readiness_version(const struct rw_pg_result *r)
+{
+    return atoi(PQgetvalue(r->results[0], 0, 0));
+}
+
+int rw_queue_readiness_states(const struct rw_pg_result *r)
+{
+    return r->nresults > 1 && r->results[1] ? PQntuples(r->results[1]) : 0;
+}
+
+void rw_queue_readiness_state(const struct rw_pg_result *r, int i, const char **state,
+                              long long *count)
+{
+    *state = PQgetvalue(r->results[1], i, 0);
+    *count = atoll(PQgetvalue(r->results[1], i, 1));
+}
+
+int rw_queue_add_user_job(rw_pg *pg, const char *task, const char *payload, const char *run_at,
+                          const char *job_key, const char *claims, rw_pg_done_cb cb, void *arg)
+{
+    const char *params[5] = {task, payload, run_at, job_key, claims};
+
+    return rw_pg_query(pg, ADD_USER_JOB_SQL, 5, params, cb, arg);
+}
+
+long long rw_queue_added_job(const struct rw_pg_result *r)
+{
+    return atoll(PQgetvalue(r->results[0], 0, 0));
+}
+
+int rw_queue_add_webhook_job(rw_pg *pg, const char *source, const char *delivery,
+                             const char *task, const char *body, rw_pg_done_cb cb, void *arg)
+{
+    const char *params[4] = {source, delivery, task, body};
+
+    return rw_pg_query(pg, ADD_WEBHOOK_JOB_SQL, 4, params, cb, arg);
+}
+
+bool rw_queue_added_webhook_replay(const struct rw_pg_result *r)
+{
+    return strcmp(PQgetvalue(r->results[0], 0, 1), "t") == 0;
+}

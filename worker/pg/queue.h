@@ -113,4 +113,29 @@ int rw_queue_cron_fire(rw_pg *pg, const struct rw_queue_cron_tick *t, rw_pg_done
  * another worker fired this tick already. */
 const char *rw_queue_cron_fire_job(const struct rw_pg_result *r);
 
+/* ---- the intake: readiness, add_job, add_webhook_job (001, 004) ------------ */
+
+/* One round trip: the schema version (rlsworker.migrations) and the number
+ * of jobs per state, for readiness and /metrics. */
+int rw_queue_readiness(rw_pg *pg, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
+/* A successful readiness answer: the schema version; states and counts. */
+int rw_queue_readiness_version(const struct rw_pg_result *r);
+int rw_queue_readiness_states(const struct rw_pg_result *r);
+void rw_queue_readiness_state(const struct rw_pg_result *r, int i, const char **state,
+                              long long *count);
+
+/* add_job of a user-scoped job from POST /v1/jobs: run_at and job_key may be
+ * NULL; claims is the verified claims' JSON text. */
+int rw_queue_add_user_job(rw_pg *pg, const char *task, const char *payload, const char *run_at,
+                          const char *job_key, const char *claims, rw_pg_done_cb cb,
+                          void *arg) RW_QUEUE_WUR;
+/* A successful add_job (or add_webhook_job) answer: the job's id. */
+long long rw_queue_added_job(const struct rw_pg_result *r);
+/* add_webhook_job(source, delivery id, task, body); the answer's id is
+ * rw_queue_added_job's, and whether it was a replay of a known delivery. */
+int rw_queue_add_webhook_job(rw_pg *pg, const char *source, const char *delivery,
+                             const char *task, const char *body, rw_pg_done_cb cb,
+                             void *arg) RW_QUEUE_WUR;
+bool rw_queue_added_webhook_replay(const struct rw_pg_result *r);
+
 #endif
