@@ -18,8 +18,8 @@ static void ctl_notify(rw_pg *pg, const char *channel, const char *payload, void
 
 /* ---- the executor's reports ------------------------------------------------ */
 
-/* on_end: the outcome goes into the next batch; the job leaves every list
- * and is freed here, where it was made. */
+/* on_end: the outcome goes into the next batch; the job (ENDED, off every
+ * list) is freed here, where it was made. */
 static void job_ended(struct rw_job *job, const struct rw_job_end *end, void *arg)
 {
     struct rw_sched *s = arg;
@@ -47,15 +47,6 @@ static void job_ended(struct rw_job *job, const struct rw_job_end *end, void *ar
     case RW_JOB_LOST:
         break;
     }
-    if (job->dispatched)
-        s->running--;
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        s->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    s->inflight--;
     rw_job_free(&job);
     rw_sched_job_ended(s);
 }
@@ -98,14 +89,9 @@ static struct rw_job *job_from_row(struct rw_sched *s, const struct rw_queue_cla
     snprintf(job->lock_token, sizeof job->lock_token, "%s", row->lock_token);
     job->claims_verified_at = row->claims_verified_at;
     job->chained_by = row->chained_by;
-    job->state = RW_JOB_CLAIMED;
     if (!job->payload)
         job->payload = json_object();
-    job->next = s->jobs;
-    if (s->jobs)
-        s->jobs->prev = job;
-    s->jobs = job;
-    s->inflight++;
+    rw_job_claimed(job, &s->jobs);
     s->stats.claimed++;
     return job;
 }
@@ -118,31 +104,20 @@ static void pump(struct rw_sched *s)
     if (s->pumping)
         return;
     s->pumping = true;
-    while (s->ready_head && s->running < s->cfg->concurrency && !s->stopping) {
-        struct rw_job *job = s->ready_head;
-        s->ready_head = job->ready_next;
-        if (!s->ready_head)
-            s->ready_tail = NULL;
-        job->ready_next = NULL;
-        job->dispatched = true;
-        s->running++;
-        rw_job_dispatch(job);
-    }
+    /* each dispatch moves the head out of READY */
+    while (s->jobs.by_state[RW_JOB_READY].head &&
+           rw_sched_dispatched(s) < s->cfg->concurrency && !s->stopping)
+        rw_job_dispatch(s->jobs.by_state[RW_JOB_READY].head);
     s->pumping = false;
 }
 
 /* Stopping: prefetched jobs go back to the queue at once, uncounted. */
 static void release_ready(struct rw_sched *s)
 {
-    struct rw_job *job = s->ready_head;
+    struct rw_job *job;
 
-    s->ready_head = s->ready_tail = NULL;
-    while (job) {
-        struct rw_job *next = job->ready_next;
-        job->ready_next = NULL;
-        rw_job_release_if_waiting(job);
-        job = next;
-    }
+    while ((job = s->jobs.by_state[RW_JOB_READY].head) != NULL)
+        rw_job_release_if_waiting(job);   /* READY -> ENDED */
 }
 
 static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
@@ -162,14 +137,7 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     s->drained = rows == 0;
     for (int i = 0; i < rows; i++) {
         rw_queue_claimed_row(r, i, &row);
-        struct rw_job *job = job_from_row(s, &row);
-        if (!job)
-            continue;
-        if (s->ready_tail)
-            s->ready_tail->ready_next = job;
-        else
-            s->ready_head = job;
-        s->ready_tail = job;
+        job_from_row(s, &row);            /* joins the READY list */
     }
     if (s->stopping) {
         release_ready(s);   /* a claim that was in flight when the stop began */
@@ -185,7 +153,7 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 
 void rw_sched_maybe_claim(struct rw_sched *s)
 {
-    int free_slots = s->cfg->concurrency + s->cfg->prefetch - s->inflight;
+    int free_slots = s->cfg->concurrency + s->cfg->prefetch - rw_sched_live(s);
 
     if (s->stopping || !s->ctl_ready || !s->registered)
         return;
@@ -207,7 +175,7 @@ static void rw_sched_job_ended(struct rw_sched *s)
     pump(s);
     if (s->more_ready || s->claim_again)
         rw_sched_maybe_claim(s);
-    if (s->stopping && s->inflight == 0)
+    if (s->stopping && rw_sched_live(s) == 0)
         rw_sched_finish(s);
 }
 
@@ -223,7 +191,7 @@ static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
 
 void rw_sched_check_done(struct rw_sched *s)
 {
-    if (!s->once || s->stopping || s->inflight > 0 || s->claim_inflight ||
+    if (!s->once || s->stopping || rw_sched_live(s) > 0 || s->claim_inflight ||
         s->noutcomes > 0 || s->flush_inflight > 0)
         return;
     if (!s->drained) {         /* one more claim after everything settled */
@@ -267,13 +235,27 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     rw_sched_maybe_claim(s);
 }
 
+struct known_ids {
+    char *buf;
+    size_t cap, len;
+};
+
+static void add_known_id(struct rw_job *j, void *arg)
+{
+    struct known_ids *k = arg;
+
+    k->len += (size_t)snprintf(k->buf + k->len, k->cap - k->len, "%s%lld",
+                               k->len > 1 ? "," : "", j->id);
+}
+
 /* After (re)connecting: LISTEN, register, and give back jobs this worker
  * holds in the database but does not know (a claim whose answer was lost). */
 static void ctl_ready(rw_pg *pg, void *arg)
 {
     struct rw_sched *s = arg;
     char *known = NULL;
-    size_t cap = 2 + (size_t)s->inflight * 21, len = 0;
+    size_t cap = 2 + (size_t)rw_sched_live(s) * 21, len = 0;
+    struct known_ids k;
 
     s->ctl_ready = true;
     rw_info("connected to the queue database as worker %s", s->id);
@@ -281,8 +263,9 @@ static void ctl_ready(rw_pg *pg, void *arg)
     if (!known)
         return;
     known[len++] = '{';
-    for (struct rw_job *j = s->jobs; j; j = j->next)
-        len += (size_t)snprintf(known + len, cap - len, "%s%lld", len > 1 ? "," : "", j->id);
+    k = (struct known_ids){known, cap, len};
+    rw_job_each(&s->jobs, add_known_id, &k);
+    len = k.len;
     known[len++] = '}';
     known[len] = '\0';
     if (rw_queue_register_worker(pg, s->id, s->host, (int)getpid(), known, registered, s) < 0)
@@ -314,6 +297,14 @@ static void ctl_lost(rw_pg *pg, const char *why, void *arg)
     ev_timer_start(s->loop, &s->ctl_retry);
 }
 
+static void cancel_if_id(struct rw_job *j, void *arg)
+{
+    const long long *id = arg;
+
+    if (j->id == *id)
+        rw_job_cancel(j, "cancelled by operator");
+}
+
 static void ctl_notify(rw_pg *pg, const char *channel, const char *payload, void *arg)
 {
     struct rw_sched *s = arg;
@@ -323,12 +314,7 @@ static void ctl_notify(rw_pg *pg, const char *channel, const char *payload, void
         rw_sched_maybe_claim(s);
     } else if (strcmp(channel, "rlsworker_cancel") == 0) {
         long long id = atoll(payload);
-        for (struct rw_job *j = s->jobs; j; j = j->next) {
-            if (j->id == id) {
-                rw_job_cancel(j, "cancelled by operator");
-                break;
-            }
-        }
+        rw_job_each(&s->jobs, cancel_if_id, &id);
     }
 }
 
@@ -387,17 +373,29 @@ void rw_sched_finish(struct rw_sched *s)
     ev_break(s->loop, EVBREAK_ALL);
 }
 
+static void abandon(struct rw_job *j, void *arg)
+{
+    rw_job_abandon(j);
+}
+
+static void release_if_waiting(struct rw_job *j, void *arg)
+{
+    rw_job_release_if_waiting(j);
+}
+
+static void mark_abandoned(struct rw_job *j, void *arg)
+{
+    j->abandoned = true;
+}
+
 static void on_stop_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
 
-    if (s->inflight > 0) {
+    if (rw_sched_live(s) > 0) {
         rw_warn("shutdown_timeout of %d s reached: cancelling %d running jobs and "
-                "putting them back in the queue", s->cfg->shutdown_timeout_s, s->inflight);
-        for (struct rw_job *j = s->jobs, *next; j; j = next) {
-            next = j->next;
-            rw_job_abandon(j);
-        }
+                "putting them back in the queue", s->cfg->shutdown_timeout_s, rw_sched_live(s));
+        rw_job_each(&s->jobs, abandon, NULL);
         /* a job whose cancel is ignored is dropped with its connection */
         ev_timer_set(t, 10., 0.);
         ev_timer_start(loop, t);
@@ -414,8 +412,7 @@ static void on_stop_timeout(struct ev_loop *loop, ev_timer *t, int revents)
  * succeed) and put back uncounted; then deregister and leave. */
 static void stop_now(struct rw_sched *s)
 {
-    for (struct rw_job *j = s->jobs; j; j = j->next)
-        j->abandoned = true;
+    rw_job_each(&s->jobs, mark_abandoned, NULL);
     rw_exec_disconnect_all(s->ex);
     rw_sched_finish(s);
 }
@@ -429,10 +426,7 @@ void rw_sched_stop(struct rw_sched *s, bool immediate)
             s->cb.on_stopping(s->cb.arg);
         /* jobs that have not started go back at once, uncounted */
         release_ready(s);
-        for (struct rw_job *j = s->jobs, *next; j; j = next) {
-            next = j->next;
-            rw_job_release_if_waiting(j);
-        }
+        rw_job_each(&s->jobs, release_if_waiting, NULL);
         ev_init(&s->stop_timer, on_stop_timeout);
         s->stop_timer.data = s;
         ev_timer_set(&s->stop_timer, s->cfg->shutdown_timeout_s, 0.);
@@ -442,7 +436,7 @@ void rw_sched_stop(struct rw_sched *s, bool immediate)
         stop_now(s);
         return;
     }
-    if (s->inflight == 0)
+    if (rw_sched_live(s) == 0)
         rw_sched_finish(s);
 }
 
@@ -476,16 +470,16 @@ void rw_sched_free(struct rw_sched **sp)
     *sp = NULL;
     if (!s)
         return;
-    while (s->jobs) {
-        struct rw_job *j = s->jobs;
-        s->jobs = j->next;
-        rw_job_free(&j);
-    }
+    for (int st = 0; st < RW_JOB_ENDED; st++)
+        while (s->jobs.by_state[st].head) {
+            struct rw_job *j = s->jobs.by_state[st].head;
+            rw_job_free(&j);   /* takes it off its list */
+        }
     rw_pg_free(&s->ctl);
     rw_sched_free_outcomes(s);
     free(s);
 }
 
 bool rw_sched_registered(const struct rw_sched *s) { return s->registered; }
-int rw_sched_inflight(const struct rw_sched *s) { return s->inflight; }
-int rw_sched_running(const struct rw_sched *s) { return s->running; }
+int rw_sched_inflight(const struct rw_sched *s) { return rw_sched_live(s); }
+int rw_sched_running(const struct rw_sched *s) { return rw_sched_dispatched(s); }

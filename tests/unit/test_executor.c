@@ -97,7 +97,7 @@ static struct rw_job *new_job(struct fixture *f, const char *task, int attempts)
     job->task = strdup(task);
     job->payload = json_object();
     job->attempts = attempts;
-    job->state = RW_JOB_CLAIMED;
+    rw_job_claimed(job, NULL);
     return job;
 }
 
