@@ -20,3 +20,57 @@ PGresult *rw_queue_cli_add_job(PGconn *c, const struct rw_queue_new_job *j)
         " claims => $8::jsonb, subject => $9, run_as => $10, job_key_mode => $11)",
         11, params);
 }
+
+/* ---- jobs list, show, retry, cancel, stats ------------------------------------ */
+
+/* Claims are never printed: only whether a job has them, and its subject. */
+#define JOB_JSON \
+    "json_build_object('id', id, 'task', task, 'queue', queue, 'payload', payload," \
+    " 'has_claims', claims is not null, 'subject', subject, 'run_as', run_as," \
+    " 'priority', priority, 'run_at', run_at, 'attempts', attempts," \
+    " 'max_attempts', max_attempts, 'state', state, 'last_error', last_error," \
+    " 'job_key', job_key, 'locked_by', locked_by, 'locked_at', locked_at," \
+    " 'created_at', created_at, 'updated_at', updated_at)"
+
+PGresult *rw_queue_cli_list_jobs(PGconn *c, const char *state, const char *task,
+                                 const char *limit)
+{
+    const char *params[3] = {state, task, limit ? limit : "100"};
+
+    return exec(c,
+        "select coalesce(json_agg(j order by (j->>'id')::bigint), '[]')::text from ("
+        " select " JOB_JSON "::jsonb as j from rlsworker.jobs"
+        " where ($1::text is null or state = $1) and ($2::text is null or task = $2)"
+        " order by id limit $3::int) s", 3, params);
+}
+
+PGresult *rw_queue_cli_show_job(PGconn *c, const char *id)
+{
+    const char *params[1] = {id};
+
+    return exec(c, "select " JOB_JSON "::jsonb::text from rlsworker.jobs where id = $1::bigint",
+                1, params);
+}
+
+PGresult *rw_queue_cli_retry_job(PGconn *c, const char *id)
+{
+    const char *params[1] = {id};
+
+    return exec(c, "select rlsworker.retry_job($1::bigint)", 1, params);
+}
+
+PGresult *rw_queue_cli_cancel_job(PGconn *c, const char *id)
+{
+    const char *params[1] = {id};
+
+    return exec(c, "select rlsworker.cancel_job($1::bigint)", 1, params);
+}
+
+PGresult *rw_queue_cli_job_stats(PGconn *c)
+{
+    return exec(c,
+        "select coalesce(json_agg(s order by s.task, s.state), '[]')::text from ("
+        " select task, state, count(*) as jobs,"
+        " count(*) filter (where state = 'queued' and run_at <= now()) as ready,"
+        " min(created_at) as oldest from rlsworker.jobs group by task, state) s", 0, NULL);
+}
