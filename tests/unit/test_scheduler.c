@@ -141,15 +141,34 @@ int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg
     return 0;
 }
 
-/* Answers a pending op (ok, or failed with error). */
-static void answer(struct pending *p, bool ok, const char *error)
+static void answer_as(struct pending *p, bool ok, bool conn_lost, const char *error)
 {
     struct pending q = *p;
-    struct rw_pg_result r = {ok, false, error, NULL, 0, NULL};
+    struct rw_pg_result r = {ok, conn_lost, error, NULL, 0, NULL};
 
     assert_non_null(q.cb);
     *p = (struct pending){NULL, NULL};
     q.cb(fk.pg, &r, q.arg);
+}
+
+/* Answers a pending op (ok, or failed with error). */
+static void answer(struct pending *p, bool ok, const char *error)
+{
+    answer_as(p, ok, false, error);
+}
+
+/* The connection is lost: every op still owed is answered with conn_lost,
+ * as pgconn does, so what the scheduler allocated for them is freed. */
+static void lose_connection(void)
+{
+    struct pending *owed[] = {&fk.query, &fk.outcomes, &fk.claim, &fk.registration,
+                              &fk.deregistration};
+
+    fk.pg->ready = false;
+    fk.pg->cb.on_lost(fk.pg, "test ends", fk.pg->cb.arg);
+    for (size_t i = 0; i < sizeof owed / sizeof owed[0]; i++)
+        if (owed[i]->cb)
+            answer_as(owed[i], false, true, "connection lost");
 }
 
 /* ---- the fixture -------------------------------------------------------- */
@@ -199,6 +218,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
 
+    lose_connection();
     rw_sched_free(&f->s);
     rw_exec_free(&f->ex);
     rw_registry_free(&f->reg);
