@@ -113,8 +113,11 @@ print_env() {
     load_creds
     echo "export DATABASE_URL='$(url neondb_owner "$owner_password")'"
     echo "export DATABASE_AUTHENTICATED_URL='$(url authenticated_backend "$authenticated_password")'"
-    echo "export DATABASE_MODERATOR_URL='$(url moderator_backend "$moderator_password")'"
-    echo "export DATABASE_ADMIN_BACKEND_URL='$(url admin_backend "$admin_backend_password")'"
+    # The demo configures these two only (deploy/demo/run-demo.sh); exporting
+    # the other roles' URLs would make `run` and `doctor` check roles no task
+    # uses. Uncomment one for tasks with `run_as: <that role>`.
+    echo "# export DATABASE_MODERATOR_URL='$(url moderator_backend "$moderator_password")'"
+    echo "# export DATABASE_ADMIN_BACKEND_URL='$(url admin_backend "$admin_backend_password")'"
 }
 
 # Roles, database and todos schema; each step is safe to repeat.

@@ -32,6 +32,8 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
     struct rw_sched *s = t->data;
     if (s->registered && rw_queue_heartbeat(s->ctl, s->id, heartbeat_done, s) < 0)
         rw_warn("could not send heartbeat: not connected");
+    /* a cancel whose NOTIFY was lost (or never sent through a pooler) */
+    rw_sched_check_cancels(s);
 }
 
 static void sweep_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
@@ -48,12 +50,45 @@ static void sweep_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         rw_info("returned %d jobs of lost workers to the queue", n);
 }
 
+static void prune_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    struct rw_sched *s = arg;
+    long long n;
+
+    if (!r->ok) {
+        if (!r->conn_lost)
+            rw_warn("could not prune the job history: %s", r->error);
+        return;
+    }
+    n = atoll(PQgetvalue(r->results[0], 0, 0));
+    if (s->cb.on_history_pruned)
+        s->cb.on_history_pruned(n, s->cb.arg);
+    if (n > 0)
+        rw_debug("pruned %lld runs older than history_retention from the job history", n);
+}
+
+/* Finished runs older than history_retention leave rlsworker.job_history,
+ * at most history_prune_batch per sweep. */
+static void prune_history(struct rw_sched *s)
+{
+    char keep[16], batch[16];
+    const char *params[2] = {keep, batch};
+
+    snprintf(keep, sizeof keep, "%d", s->cfg->history_retention_s);
+    snprintf(batch, sizeof batch, "%d", s->cfg->history_prune_batch);
+    if (rw_pg_query(s->ctl, "select rlsworker.prune_history($1::int, $2::int)", 2, params,
+                    prune_done, s) < 0)
+        rw_debug("history pruning skipped: not connected");
+}
+
 static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
     if (s->registered &&
         rw_queue_sweep_lost(s->ctl, s->cfg->lock_timeout_s, sweep_done, s) < 0)
         rw_debug("sweep skipped: not connected");
+    if (s->registered)
+        prune_history(s);
     /* spread sweeps of many workers: between 1/4 and 1/2 of lock_timeout */
     t->repeat = s->cfg->lock_timeout_s * (0.25 + (random() % 1000) / 4000.0);
     ev_timer_again(loop, t);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "scheduler/scheduler_int.h"
+#include "jobs/exec/group.h"
 #include "worker/base/log.h"
 #include "worker/pg/queue.h"
 
@@ -14,7 +15,6 @@ static void rw_sched_job_ended(struct rw_sched *s);
 static rw_pg *admin_conn(void *arg);
 static void ctl_ready(rw_pg *pg, void *arg);
 static void ctl_lost(rw_pg *pg, const char *why, void *arg);
-static void ctl_notify(rw_pg *pg, const char *channel, const char *payload, void *arg);
 
 /* ---- the executor's reports ------------------------------------------------ */
 
@@ -89,11 +89,24 @@ static struct rw_job *job_from_row(struct rw_sched *s, const struct rw_queue_cla
     snprintf(job->lock_token, sizeof job->lock_token, "%s", row->lock_token);
     job->claims_verified_at = row->claims_verified_at;
     job->chained_by = row->chained_by;
+    job->claimed_at = ev_now(s->loop);
     if (!job->payload)
         job->payload = json_object();
     rw_job_claimed(job, &s->jobs);
     s->stats.claimed++;
     return job;
+}
+
+/* Dispatched jobs that count against concurrency: a group-committed job
+ * that joined an open group shares its first member's slot. */
+static int slots_used(const struct rw_sched *s)
+{
+    int n = 0;
+
+    for (int st = RW_JOB_WAITING; st < RW_JOB_ENDED; st++)
+        for (const struct rw_job *j = s->jobs.by_state[st].head; j; j = j->next)
+            n += rw_group_holds_slot(j);
+    return n;
 }
 
 /* Starts prefetched jobs while there are free slots. Jobs that end
@@ -104,10 +117,13 @@ static void pump(struct rw_sched *s)
     if (s->pumping)
         return;
     s->pumping = true;
-    /* each dispatch moves the head out of READY */
-    while (s->jobs.by_state[RW_JOB_READY].head &&
-           rw_sched_dispatched(s) < s->cfg->concurrency && !s->stopping)
-        rw_job_dispatch(s->jobs.by_state[RW_JOB_READY].head);
+    while (s->jobs.by_state[RW_JOB_READY].head && !s->stopping) {
+        struct rw_job *job = s->jobs.by_state[RW_JOB_READY].head;
+        /* a user job that joins a group still open needs no slot (group commit) */
+        if (!rw_exec_joins_group(s->ex, job) && slots_used(s) >= s->cfg->concurrency)
+            break;
+        rw_job_dispatch(job);             /* moves it out of READY */
+    }
     s->pumping = false;
 }
 
@@ -134,7 +150,9 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     }
     rows = rw_queue_claimed_count(r);
     s->more_ready = rows >= asked;
-    s->drained = rows == 0;
+    /* an empty answer while jobs ran proves nothing: a job's end may free
+     * its named queue (--once claims again once everything settled) */
+    s->drained = rows == 0 && s->claim_idle;
     for (int i = 0; i < rows; i++) {
         rw_queue_claimed_row(r, i, &row);
         job_from_row(s, &row);            /* joins the READY list */
@@ -153,7 +171,8 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 
 void rw_sched_maybe_claim(struct rw_sched *s)
 {
-    int free_slots = s->cfg->concurrency + s->cfg->prefetch - rw_sched_live(s);
+    int prefetch = s->prefetch_paused ? 0 : rw_config_prefetch(s->cfg);
+    int free_slots = s->cfg->concurrency + prefetch - rw_sched_live(s);
 
     if (s->stopping || !s->ctl_ready || !s->registered)
         return;
@@ -164,12 +183,33 @@ void rw_sched_maybe_claim(struct rw_sched *s)
     if (free_slots <= 0)
         return;
     s->claim_asked = free_slots < s->cfg->claim_batch ? free_slots : s->cfg->claim_batch;
-    if (rw_queue_claim_jobs(s->ctl, s->id, s->claim_asked, claim_done, s) == 0)
+    if (rw_queue_claim_jobs(s->ctl, s->id, s->claim_asked, claim_done, s) == 0) {
         s->claim_inflight = true;
+        s->claim_idle = rw_sched_live(s) == 0;
+    }
+}
+
+/* Prefetched jobs that did not start within PREFETCH_HOLD_S (every slot is
+ * busy with long jobs) go back to the queue uncounted, for other workers,
+ * and this worker claims only for free slots until one frees up. */
+#define PREFETCH_HOLD_S 1.0
+static void release_stale_ready(struct rw_sched *s)
+{
+    struct rw_job *job;
+    ev_tstamp now = ev_now(s->loop);
+
+    /* the READY list is in claim order: the stale jobs are at its head */
+    while ((job = s->jobs.by_state[RW_JOB_READY].head) != NULL &&
+           now - job->claimed_at > PREFETCH_HOLD_S) {
+        s->prefetch_paused = true;
+        rw_job_release_if_waiting(job);   /* READY -> ENDED */
+    }
 }
 
 static void rw_sched_job_ended(struct rw_sched *s)
 {
+    if (slots_used(s) < s->cfg->concurrency)
+        s->prefetch_paused = false;
     if (s->pumping)
         return;         /* the pump's caller claims once the batch is started */
     pump(s);
@@ -183,8 +223,11 @@ static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
 
+    release_stale_ready(s);
     s->more_ready = true;
     rw_sched_maybe_claim(s);
+    if (!rw_sched_listening(s))
+        rw_sched_check_cancels(s);
 }
 
 /* ---- --once ---------------------------------------------------------------- */
@@ -231,6 +274,7 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     rw_sched_recovery_start(s);
     if (s->cb.on_registered && !s->stopping)
         s->cb.on_registered(s->cb.arg);
+    rw_sched_notify_send_probe(s);
     s->more_ready = true;
     rw_sched_maybe_claim(s);
 }
@@ -248,8 +292,9 @@ static void add_known_id(struct rw_job *j, void *arg)
                                k->len > 1 ? "," : "", j->id);
 }
 
-/* After (re)connecting: LISTEN, register, and give back jobs this worker
- * holds in the database but does not know (a claim whose answer was lost). */
+/* After (re)connecting: register, and give back jobs this worker holds in
+ * the database but does not know (a claim whose answer was lost). Nothing
+ * here outlives its transaction: LISTEN is the listener's (notify.c). */
 static void ctl_ready(rw_pg *pg, void *arg)
 {
     struct rw_sched *s = arg;
@@ -297,30 +342,9 @@ static void ctl_lost(rw_pg *pg, const char *why, void *arg)
     ev_timer_start(s->loop, &s->ctl_retry);
 }
 
-static void cancel_if_id(struct rw_job *j, void *arg)
-{
-    const long long *id = arg;
-
-    if (j->id == *id)
-        rw_job_cancel(j, "cancelled by operator");
-}
-
-static void ctl_notify(rw_pg *pg, const char *channel, const char *payload, void *arg)
-{
-    struct rw_sched *s = arg;
-
-    if (strcmp(channel, "rlsworker_jobs") == 0) {
-        s->more_ready = true;
-        rw_sched_maybe_claim(s);
-    } else if (strcmp(channel, "rlsworker_cancel") == 0) {
-        long long id = atoll(payload);
-        rw_job_each(&s->jobs, cancel_if_id, &id);
-    }
-}
-
 int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
 {
-    struct rw_pg_callbacks cb = {ctl_ready, ctl_lost, ctl_notify, s};
+    struct rw_pg_callbacks cb = {ctl_ready, ctl_lost, NULL, s};
 
     s->ex = ex;
 
@@ -338,7 +362,10 @@ int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
     s->flush_prepare.data = s;
     ev_prepare_start(s->loop, &s->flush_prepare);
     rw_sched_recovery_init(s);
+    if (rw_sched_notify_init(s) < 0)
+        return -1;
     rw_pg_connect(s->ctl);
+    rw_sched_notify_start(s);
     return 0;
 }
 
@@ -476,10 +503,11 @@ void rw_sched_free(struct rw_sched **sp)
             rw_job_free(&j);   /* takes it off its list */
         }
     rw_pg_free(&s->ctl);
+    rw_pg_free(&s->lsn);
     rw_sched_free_outcomes(s);
     free(s);
 }
 
 bool rw_sched_registered(const struct rw_sched *s) { return s->registered; }
 int rw_sched_inflight(const struct rw_sched *s) { return rw_sched_live(s); }
-int rw_sched_running(const struct rw_sched *s) { return rw_sched_dispatched(s); }
+int rw_sched_running(const struct rw_sched *s) { return slots_used(s); }

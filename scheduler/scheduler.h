@@ -1,5 +1,6 @@
 /* The scheduler: the admin control connection claims ready jobs in batches
- * (LISTEN/NOTIFY with a polling fallback), hands them to the executor,
+ * (LISTEN/NOTIFY on a session of its own where that works, polling where a
+ * pooler is in the way; notify.c), hands them to the executor,
  * batches their outcomes, heartbeats and sweeps jobs of lost workers.
  *
  * It owns the jobs it claimed (made, listed, counted and freed here); the
@@ -25,6 +26,8 @@ struct rw_sched_callbacks {
     void (*on_registered)(void *arg);
     /* A stop began: stop producing new jobs (cron ticks, intake). */
     void (*on_stopping)(void *arg);
+    /* The sweep pruned n runs older than history_retention (may be 0). */
+    void (*on_history_pruned)(long long n, void *arg);
     void *arg;
 };
 
@@ -46,6 +49,9 @@ rw_pg *rw_sched_admin(struct rw_sched *s);
 const struct rw_stats *rw_sched_stats(const struct rw_sched *s);
 /* Registered on the control connection (and not lost it since). */
 bool rw_sched_registered(const struct rw_sched *s);
+/* How new jobs and cancels are heard of, for /readyz: "listen", or
+ * "polling (...)" saying why (static text). */
+const char *rw_sched_notifications(const struct rw_sched *s);
 /* Jobs claimed and not yet ended; of those, the ones running. */
 int rw_sched_inflight(const struct rw_sched *s);
 int rw_sched_running(const struct rw_sched *s);

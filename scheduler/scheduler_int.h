@@ -22,17 +22,31 @@ struct rw_sched {
     bool stopping;
     bool stopped;
 
-    /* admin control connection: claims, completions, LISTEN, heartbeats */
+    /* admin control connection: claims, completions, heartbeats; only
+     * transaction-scoped work, so it may go through a transaction pooler */
     rw_pg *ctl;
     bool ctl_ready;
     bool registered;
     int ctl_backoff_ms;
     ev_timer ctl_retry;
 
+    /* notifications (notify.c): a session of its own on direct_url (or
+     * database_url) that LISTENs, unless a pooler is in the way */
+    rw_pg *lsn;
+    enum { RW_LSN_PROBING, RW_LSN_LISTENING, RW_LSN_POOLED, RW_LSN_LOST } lsn_mode;
+    bool lsn_proxied;             /* its backend pid is not the server's */
+    bool probe_notify_pending;    /* the probe's NOTIFY waits for the control connection */
+    char probe_channel[64];
+    ev_timer probe_timer;
+    ev_timer lsn_retry;
+    int lsn_backoff_ms;
+    bool cancel_check_inflight;
+
     /* scheduling: every live job is on the list of its state; READY ones
      * wait for a slot (jobs/exec/job.h) */
     struct rw_job_lists jobs;
     bool pumping;
+    bool prefetch_paused;         /* prefetched jobs went stale: claim only for free slots */
     bool claim_inflight;
     bool claim_again;
     int claim_asked;
@@ -40,6 +54,7 @@ struct rw_sched {
     int stop_forced;
     bool more_ready;              /* last claim came back full, or NOTIFY */
     bool drained;                 /* --once: a claim came back empty */
+    bool claim_idle;              /* the claim in flight was sent with no job held */
     ev_timer poll_timer;
     ev_timer heartbeat_timer;
     ev_timer sweep_timer;
@@ -75,6 +90,21 @@ void rw_sched_free_outcomes(struct rw_sched *s);
 /* Queues a job's outcome for the next batch on the control connection. */
 void rw_sched_report(struct rw_sched *s, enum rw_outcome_kind kind, long long id,
                      const char *error, long long delay_ms, bool dead);
+
+/* notify.c: LISTEN where it works, polling where it does not */
+int rw_sched_notify_init(struct rw_sched *s);
+void rw_sched_notify_start(struct rw_sched *s);
+/* Sends the probe's NOTIFY from the control connection once it is
+ * registered, when the listener waits for one (notify.c). */
+void rw_sched_notify_send_probe(struct rw_sched *s);
+/* Notifications arrive (LISTEN is in place): the slow poll is enough. */
+bool rw_sched_listening(const struct rw_sched *s);
+/* Asks the database which of this worker's running jobs an operator
+ * cancelled (rlsworker.cancel_job) and cancels them: the path that needs no
+ * NOTIFY. Called with each heartbeat, and with each poll while not listening. */
+void rw_sched_check_cancels(struct rw_sched *s);
+/* A job this worker holds was cancelled by an operator. */
+void rw_sched_cancel_job(struct rw_sched *s, long long id);
 
 /* recovery.c: heartbeats and sweeping jobs of lost workers */
 void rw_sched_recovery_init(struct rw_sched *s);

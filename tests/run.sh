@@ -29,6 +29,11 @@ cmake --build "$build" -j"$(nproc)" || exit 1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+echo "==> browser test driver (playwright-core into tests/browser/node_modules; no browser download)"
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund) || status=1
+fi
+
 echo "==> unit tests (ctest)"
 (cd "$build" && ctest --output-on-failure) || status=1
 

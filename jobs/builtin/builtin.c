@@ -36,7 +36,8 @@ static void purge_done(struct rw_builtin_job *bj, const struct rw_pg_result *r, 
 static void purge_dead_start(struct rw_builtin_job *bj)
 {
     if (rw_builtin_query_scoped(bj,
-            "with d as (delete from rlsworker.jobs where subject = $1 and state = 'dead'"
+            "with d as (delete from rlsworker.jobs where subject = $1"
+            " and state in ('dead', 'cancelled')"
             " returning 1) select count(*) from d", 0, NULL, purge_done, NULL) < 0)
         rw_builtin_done(bj, "could not send the purge query (no subject, or not connected)");
 }

@@ -14,11 +14,24 @@ struct rw_executor {
     const struct rw_registry *tasks;
     struct rw_exec_callbacks cb;
     struct rw_http_client *http;  /* built-ins' outgoing HTTP; owned, created on first use */
+    struct rw_group *groups;      /* group.c: groups still without a connection */
+    ev_prepare group_prep;        /* asks the pools for their connections once a turn */
+    bool group_prep_init;
 };
 
 /* builtin_api.c: the host built-ins call back into. */
 extern const struct rw_builtin_host rw_exec_builtin_host;
 /* executor.c: a built-in job ended (from the host's done). */
 void rw_exec_builtin_done(struct rw_job *job, const char *error, bool final);
+
+/* executor.c, for group.c: a job's ends, its timeout, its settings statement
+ * (params needs 4 slots and must live until the statement is sent). */
+void rw_exec_failed(struct rw_job *job, const char *error, bool final);
+void rw_exec_committed(struct rw_job *job);
+void rw_exec_released(struct rw_job *job);
+void rw_exec_lost(struct rw_job *job);
+int rw_exec_timeout_s(const struct rw_job *job);
+struct rw_pg_stmt rw_exec_settings_stmt(struct rw_job *job, const char **params, const char *tmo);
+void rw_exec_reset_after_failure(rw_pg *pg, struct rw_pconn *pc);
 
 #endif

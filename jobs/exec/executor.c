@@ -19,6 +19,7 @@
 
 #include "jobs/exec/backoff.h"
 #include "jobs/exec/exec_int.h"
+#include "jobs/exec/group.h"
 #include "worker/base/config.h"
 #include "worker/base/log.h"
 #include "worker/base/metrics.h"
@@ -102,7 +103,7 @@ struct rw_executor *rw_exec_new(struct ev_loop *loop, const struct rw_config *cf
 
     if (!ex)
         return NULL;
-    *ex = (struct rw_executor){loop, cfg, *pools, metrics, NULL, *cb, NULL};
+    *ex = (struct rw_executor){loop, cfg, *pools, metrics, NULL, *cb, NULL, NULL, {0}, false};
     return ex;
 }
 
@@ -119,6 +120,8 @@ void rw_exec_free(struct rw_executor **exp)
     if (!ex)
         return;
     rw_http_client_free(&ex->http);  /* built-ins' HTTP client (jobs/builtin/http_task.c) */
+    if (ex->group_prep_init)
+        ev_prepare_stop(ex->loop, &ex->group_prep);
     free(ex);
 }
 
@@ -265,7 +268,10 @@ void rw_job_cancel(struct rw_job *job, const char *why)
 {
     job->cancel_requested = true;
     if (job->state == RW_JOB_WAITING) {
-        rw_pool_forget(job->pool, &job->waiter);
+        if (job->group)
+            rw_group_forget(job);
+        else
+            rw_pool_forget(job->pool, &job->waiter);
         job_failed(job, why, true);
         return;
     }
@@ -378,6 +384,11 @@ static void reset_after_failure(rw_pg *pg, struct rw_pconn *pc)
     rw_pool_release(pc);   /* not marked clean: closed */
 }
 
+void rw_exec_reset_after_failure(rw_pg *pg, struct rw_pconn *pc)
+{
+    reset_after_failure(pg, pc);
+}
+
 static void sql_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
     struct sql_run *run = arg;
@@ -472,6 +483,17 @@ static const char set_claims_and_gucs_sql[] =
     "     and c.key ~ '^[A-Za-z_][A-Za-z0-9_]*$'"
     "     and (select count(*) from jsonb_object_keys($1::jsonb) k"
     "           where lower(k) = lower(c.key)) = 1)";
+
+struct rw_pg_stmt rw_exec_settings_stmt(struct rw_job *job, const char **params, const char *tmo)
+{
+    params[0] = job->claims;
+    params[1] = tmo;
+    params[2] = job->t->chain ? job->lock_token : "";
+    params[3] = job->ex->cfg->claim_settings;
+    return strcmp(params[3], "off") == 0
+        ? (struct rw_pg_stmt){set_claims_sql, 3, params}
+        : (struct rw_pg_stmt){set_claims_and_gucs_sql, 4, params};
+}
 
 /* The pool's waiter callback: the job has its connection. */
 static void job_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
@@ -662,6 +684,10 @@ void rw_job_dispatch(struct rw_job *job)
         return;
     }
     rw_job_set_state(job, RW_JOB_WAITING);
+    if (rw_group_eligible(job)) {
+        rw_group_add(job);
+        return;
+    }
     job->waiter = (struct rw_pool_waiter){job_on_conn, job_on_conn_failed, NULL};
     rw_pool_acquire(job->pool, &job->waiter);
 }
@@ -673,7 +699,10 @@ void rw_job_release_if_waiting(struct rw_job *job)
         ev_init(&job->timeout, on_timeout);   /* job_end stops it */
         job_released(job);
     } else if (job->state == RW_JOB_WAITING) {
-        rw_pool_forget(job->pool, &job->waiter);
+        if (job->group)
+            rw_group_forget(job);
+        else
+            rw_pool_forget(job->pool, &job->waiter);
         job_released(job);
     }
 }
@@ -687,4 +716,49 @@ void rw_job_abandon(struct rw_job *job)
     }
     job->abandoned = true;
     rw_job_cancel(job, "worker shutting down");
+}
+
+/* ---- for group commit (group.c) ------------------------------------------ */
+
+void rw_exec_failed(struct rw_job *job, const char *error, bool final)
+{
+    job_failed(job, error, final);
+}
+
+void rw_exec_committed(struct rw_job *job)
+{
+    job_completed(job, false);
+}
+
+void rw_exec_released(struct rw_job *job)
+{
+    job_released(job);
+}
+
+void rw_exec_lost(struct rw_job *job)
+{
+    struct rw_job_end end = {RW_JOB_LOST, false, NULL, 0};
+    job_end(job, "lost", &end);
+}
+
+int rw_exec_timeout_s(const struct rw_job *job)
+{
+    return timeout_s(job);
+}
+
+bool rw_exec_joins_group(struct rw_executor *ex, struct rw_job *job)
+{
+    char err[700];
+    struct rw_pool *pool;
+
+    if (rw_config_group_max(ex->cfg) < 2)
+        return false;
+    job->t = rw_registry_find(ex->tasks, job->task);
+    if (!job->t || job->t->builtin || job->t->run_as == RW_RUN_AS_SYSTEM)
+        return false;
+    pool = pick_pool(job, err, sizeof err);
+    if (!pool || !rw_group_has_room(ex, pool))
+        return false;
+    job->pool = pool;
+    return rw_group_eligible(job);
 }

@@ -79,6 +79,9 @@ void rw_exec_disconnect_all(struct rw_executor *ex);
  * already ended (the scheduler's pump relies on it leaving READY). Its end
  * comes through on_end. */
 void rw_job_dispatch(struct rw_job *job);
+/* The job would join a group of user jobs that is still open (group commit),
+ * so it needs no slot of its own (sets job->t). */
+bool rw_exec_joins_group(struct rw_executor *ex, struct rw_job *job);
 /* Asks a job to stop (operator cancel, shutdown): a WAITING one ends (dead),
  * a RUNNING one becomes STOPPING; a READY one only remembers the request. */
 void rw_job_cancel(struct rw_job *job, const char *why);

@@ -11,7 +11,9 @@
  * READY: claimed, prefetched, not dispatched yet (the scheduler's ready
  *   list). READY -> ENDED: refused at dispatch, or released at shutdown.
  * WAITING: dispatched, waiting for a connection of its role's pool (the
- *   pool keeps its own queue of waiters, in the order they asked).
+ *   pool keeps its own queue of waiters, in the order they asked), alone or
+ *   in a group of user jobs that will share one transaction (group.c; a
+ *   group's members go RUNNING together on its connection).
  *   WAITING -> ENDED: cancelled, released at shutdown, or no connection.
  * RUNNING: on its connection (or a built-in in-process).
  * STOPPING: running, and a stop was asked of it (operator cancel, timeout,
@@ -41,6 +43,7 @@
 struct rw_executor;
 struct rw_task;
 struct rw_builtin_job;
+struct rw_group;
 
 enum rw_job_state {
     RW_JOB_READY,
@@ -91,7 +94,9 @@ struct rw_job {
     struct rw_pool_waiter waiter; /* waiting for a connection of job->pool */
     struct rw_job_lists *lists;   /* the owner's (borrowed), or NULL */
     struct rw_job *next, *prev;   /* on lists->by_state[state] */
+    ev_tstamp claimed_at;         /* when the scheduler made it (prefetch hold) */
     struct rw_builtin_job *bj;    /* a running built-in's handle (for abort), else NULL */
+    struct rw_group *group;       /* group commit (group.c): its group while waiting or running */
 };
 
 /* A new job (state READY) joins its owner's READY list; lists may be NULL

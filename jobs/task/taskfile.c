@@ -161,8 +161,16 @@ static int parse_enqueue(struct rw_task *t, const char *v)
     return 0;
 }
 
+static int parse_group(struct rw_task *t, const char *v)
+{
+    if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+        return -1;
+    t->no_group = strcmp(v, "off") == 0;
+    return 0;
+}
+
 enum { K_TASK, K_RUN_AS, K_SCOPE, K_MAX_ATTEMPTS, K_TIMEOUT, K_CLAIMS_MAX_AGE,
-       K_CHAIN, K_CHAINED, K_ENQUEUE, NKEYS };
+       K_CHAIN, K_CHAINED, K_ENQUEUE, K_GROUP, NKEYS };
 
 static const struct key_def keys[NKEYS] = {
     [K_TASK] = { "task", parse_task,
@@ -182,10 +190,12 @@ static const struct key_def keys[NKEYS] = {
         "allow (a running job on the same role may chain to it) or deny" },
     [K_ENQUEUE] = { "enqueue", parse_enqueue,
         "user (POST /v1/jobs may enqueue it) or admin (only trusted paths)" },
+    [K_GROUP] = { "group", parse_group,
+        "on (it may share a transaction with other jobs of its role) or off" },
 };
 
 #define KNOWN_KEYS "task, run_as, scope, max_attempts, timeout, claims_max_age, chain, " \
-                   "chained, enqueue"
+                   "chained, enqueue, group"
 
 struct header_ctx {
     const char *path;

@@ -42,6 +42,7 @@ struct rw_task {
     bool chain;                 /* `-- chain: allow`: may enqueue follow-ups with its claims */
     bool chained;               /* `-- chained: allow`: other jobs may chain to it */
     bool http_enqueue;          /* `-- enqueue: user`: POST /v1/jobs may enqueue it */
+    bool no_group;              /* `-- group: off`: never shares a transaction (group commit) */
     struct rw_sql_stmt *stmts;
     int nstmts;
     const struct rw_builtin *builtin;  /* non-NULL for built-in C tasks */

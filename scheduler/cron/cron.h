@@ -51,6 +51,8 @@ struct rw_cron_entry {
     int max_attempts;                /* 0 = not set (task's or worker default) */
     char *run_as;                    /* NULL = the task's run_as */
     char *subject;                   /* NULL = none */
+    bool claims_from_subject;        /* set by the task check: the job gets
+                                        claims {"sub": subject} (user tasks) */
     char *payload;                   /* compact JSON object text, never NULL */
 };
 

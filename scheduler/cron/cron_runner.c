@@ -1,4 +1,5 @@
 /* Cron at run time; the policy is in cron_runner.h and docs/cron.md. */
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,14 +207,27 @@ static int fire(struct rw_cron_runner *r, const struct rw_cron_entry *e, int64_t
     if (!op)
         return -1;
     rw_cron_fmt_time(tick, ts, sizeof ts);
+    /* a user task's line gets exactly the claims {"sub": subject} (docs/cron.md) */
+    char *claims = NULL;
+    if (e->claims_from_subject && e->subject) {
+        json_t *c = json_pack("{s:s}", "sub", e->subject);
+        claims = c ? json_dumps(c, JSON_COMPACT) : NULL;
+        json_decref(c);
+        if (!claims) {
+            free(op);
+            return -1;
+        }
+    }
     const struct rw_queue_cron_tick t = {e->id, ts, e->task, e->payload, backfilled,
                                          e->queue, e->priority, e->max_attempts,
-                                         e->run_as, e->subject};
+                                         e->run_as, e->subject, claims};
     op->r = r;
     snprintf(op->id, sizeof op->id, "%s", e->id);
     op->tick = tick;
     op->backfilled = backfilled;
-    if (rw_queue_cron_fire(r->pg, &t, on_fired, op) < 0) {
+    int rc = rw_queue_cron_fire(r->pg, &t, on_fired, op);
+    free(claims);
+    if (rc < 0) {
         free(op);
         return -1;
     }
@@ -332,6 +346,11 @@ int rw_cron_runner_reload(struct rw_cron_runner *r, const char *path)
     }
     rw_cron_runner_replace(r, tab);
     return 0;
+}
+
+const struct rw_crontab *rw_cron_runner_tab(const struct rw_cron_runner *r)
+{
+    return r ? r->tab : NULL;
 }
 
 void rw_cron_runner_stop(struct rw_cron_runner *r)

@@ -56,6 +56,9 @@ void rw_cron_runner_replace(struct rw_cron_runner *r, struct rw_crontab *tab);
 int rw_cron_runner_reload(struct rw_cron_runner *r, const char *path)
     __attribute__((warn_unused_result));
 
+/* The crontab in use (borrowed; valid until the next replace or free). */
+const struct rw_crontab *rw_cron_runner_tab(const struct rw_cron_runner *r);
+
 /* Stops the timer; ops in flight still complete. */
 void rw_cron_runner_stop(struct rw_cron_runner *r);
 

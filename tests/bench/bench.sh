@@ -22,7 +22,8 @@
 # Env: JOBS (20000) RUNS (3) CONCURRENCIES ("1 10 50") TASKS ("noop user_insert")
 #      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency")
 #      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH (100)
-#      PREFETCHES ("0": list of --prefetch values to measure, e.g. "0 100")
+#      PREFETCHES ("default": list of --prefetch values to measure, e.g. "default 0 100";
+#      "default" passes no --prefetch, so the worker sizes it from the concurrency)
 #      RLSWORKER_BIN (default build-bench/rlsworker, built in Release when missing)
 #      BENCH_PEERS_DIR (default <repo>/../shared/bench-peers; its env.sh/start_pg.sh are
 #      used when present) REUSE_PG=1: use the already running bench-peers cluster
@@ -41,11 +42,11 @@ fi
 JOBS=${JOBS:-20000}; RUNS=${RUNS:-3}; CONCURRENCIES=${CONCURRENCIES:-1 10 50}
 TASKS=${TASKS:-noop user_insert}; SAMPLES=${SAMPLES:-1000}; LAT_CONCURRENCY=${LAT_CONCURRENCY:-24}
 PHASES=${PHASES:-throughput latency}; CLAIM_BATCH=${CLAIM_BATCH:-100}
-PREFETCHES=${PREFETCHES:-0}; PREFETCH=0
+PREFETCHES=${PREFETCHES:-default}; PREFETCH=default
 BIN=${RLSWORKER_BIN:-$repo/build-bench/rlsworker}
 PEERS=${BENCH_PEERS_DIR:-$repo/../shared/bench-peers}
 DB=bench_rlsworker
-for v in "$JOBS" "$RUNS" "$SAMPLES" "$CLAIM_BATCH" $PREFETCHES; do
+for v in "$JOBS" "$RUNS" "$SAMPLES" "$CLAIM_BATCH" ${PREFETCHES//default/0}; do
     case "$v" in ''|*[!0-9]*) echo "bench: JOBS, RUNS, SAMPLES and CLAIM_BATCH must be whole numbers" >&2; exit 2;; esac
 done
 [ "$JOBS" -le 1000000 ] && [ "$RUNS" -le 20 ] || { echo "bench: at most JOBS=1000000, RUNS=20" >&2; exit 2; }
@@ -188,9 +189,22 @@ SQL
 }
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# The worker's defaults (the pools and the prefetch are sized from --concurrency)
+# unless PREFETCHES names a number. Records the largest VmRSS seen while it ran
+# (sampled every 50 ms) in $work/rss_kib.
 run_once() { # concurrency
-    "$BIN" run --once --tasks "$tasks" --concurrency "$1" --pool-size "$1" \
-        --claim-batch "$CLAIM_BATCH" --prefetch "$PREFETCH" --log-level warning
+    local pid rss max=0 pf=()
+    [ "$PREFETCH" = default ] || pf=(--prefetch "$PREFETCH")
+    "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
+        --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        rss=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        [ -n "$rss" ] && [ "$rss" -gt "$max" ] && max=$rss
+        sleep 0.05
+    done
+    echo "$max" > "$work/rss_kib"
+    wait "$pid"
 }
 q() { psql -qAtX -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -c "$1"; }
 # median / min / max of the numbers on stdin, graphile's format
@@ -207,22 +221,22 @@ enqueue_sql() { # task jobs
 }
 
 throughput_run() { # task concurrency run -> prints "jps raw"
-    local task=$1 c=$2 r=$3 t0 startup queue drain left done_rows
+    local task=$1 c=$2 r=$3 t0 startup queue drain left done_rows rss
     fresh_db
     t0=$(now_ms); run_once "$c"; startup=$(( $(now_ms) - t0 ))
     t0=$(now_ms); q "$(enqueue_sql "$task" "$JOBS")" >/dev/null; queue=$(( $(now_ms) - t0 ))
     psql -qAtX -c "checkpoint" >/dev/null
-    t0=$(now_ms); run_once "$c"; drain=$(( $(now_ms) - t0 ))
+    t0=$(now_ms); run_once "$c"; drain=$(( $(now_ms) - t0 )); rss=$(cat "$work/rss_kib")
     left=$(q "select count(*) from rlsworker.jobs")
     [ "$left" = 0 ] || { echo "bench: $left jobs left after draining ($task, concurrency $c)" >&2; return 1; }
     if [ "$task" = user_insert ]; then
         done_rows=$(q "select count(*) from todos")
         [ "$done_rows" = "$JOBS" ] || { echo "bench: $done_rows todos for $JOBS jobs" >&2; return 1; }
     fi
-    awk -v j="$JOBS" -v d="$drain" -v s="$startup" -v qm="$queue" -v r="$r" -v t="$task" -v c="$c" 'BEGIN{
-        printf "  run %d: task=%s concurrency=%d startup_ms=%d queue_ms=%d drain_ms=%d jobs_per_s=%.1f raw_jobs_per_s=%.1f\n",
-            r, t, c, s, qm, d, 1000*j/(d-s), 1000*j/d > "/dev/stderr"
-        printf "%.1f %.1f\n", 1000*j/(d-s), 1000*j/d }'
+    awk -v j="$JOBS" -v d="$drain" -v s="$startup" -v qm="$queue" -v r="$r" -v t="$task" -v c="$c" -v rss="$rss" 'BEGIN{
+        printf "  run %d: task=%s concurrency=%d startup_ms=%d queue_ms=%d drain_ms=%d jobs_per_s=%.1f raw_jobs_per_s=%.1f rss_max_kib=%d\n",
+            r, t, c, s, qm, d, 1000*j/(d-s), 1000*j/d, rss > "/dev/stderr"
+        printf "%.1f %.1f %d\n", 1000*j/(d-s), 1000*j/d, rss }'
 }
 
 throughput() {
@@ -233,7 +247,8 @@ throughput() {
             out=$work/tp.out; : > "$out"
             for r in $(seq "$RUNS"); do throughput_run "$task" "$c" "$r" >> "$out"; done
             echo "rlsworker task=$task concurrency=$c prefetch=$PREFETCH claim_batch=$CLAIM_BATCH sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
-                "jobs_per_s=$(cut -d' ' -f1 "$out" | mmm) raw_jobs_per_s=$(cut -d' ' -f2 "$out" | mmm)"
+                "jobs_per_s=$(cut -d' ' -f1 "$out" | mmm) raw_jobs_per_s=$(cut -d' ' -f2 "$out" | mmm)" \
+                "rss_max_kib=$(cut -d' ' -f3 "$out" | sort -g | tail -1)"
         done; done
     done
 }

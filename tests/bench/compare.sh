@@ -8,7 +8,8 @@
 #
 # Phases (PHASES=..., default all, in this order):
 #   limits     pg_limit.sh claim_delete + batch100 (pgbench: the cluster's ceilings)
-#   graphile   graphile_throughput.sh, batched and unbatched, at each concurrency
+#   graphile   graphile_throughput.sh, batched and unbatched, at each concurrency; and
+#              batched with TASK=add_todo_rls (the user-scoped RLS insert) at each concurrency
 #   pgboss     pgboss_throughput.sh, pg-boss 10.4.2, batch_size 100, concurrency 10
 #   rlsworker  tests/bench/contender.sh (bench.sh throughput + latency)
 #   latency    graphile_latency.sh (batched, concurrency 24)
@@ -74,12 +75,17 @@ for ph in $PHASES; do
     graphile)
         for m in batched unbatched; do for c in $CONCS; do
             run MODE=$m CONCURRENCY="$c" JOBS="$JOBS" PARALLEL=1 "$peers/graphile_throughput.sh"
-        done; done ;;
+        done; done
+        # the user-scoped job (restricted role, claims, RLS-checked insert), the
+        # same transaction as rlsworker's user_insert, in Graphile's batched mode
+        for c in $CONCS; do
+            run MODE=batched TASK=add_todo_rls CONCURRENCY="$c" JOBS="$JOBS" PARALLEL=1 "$peers/graphile_throughput.sh"
+        done ;;
     pgboss)
         run CONCURRENCY=10 BATCH_SIZE=100 JOBS="$JOBS" "$peers/pgboss_throughput.sh" ;;
     rlsworker)
         run PHASES="throughput latency" JOBS="$JOBS" CONCURRENCIES="$CONCS" SAMPLES="$SAMPLES" \
-            PREFETCHES="${PREFETCHES:-0 100}" "$here/contender.sh" ;;
+            PREFETCHES="${PREFETCHES:-default}" "$here/contender.sh" ;;
     latency)
         run MODE=batched CONCURRENCY=24 SAMPLES="$SAMPLES" "$peers/graphile_latency.sh" ;;
     *) echo "compare: unknown phase $ph" | tee -a "$LOGF" ;;

@@ -272,7 +272,7 @@ def test_jobs_list_stats_retry_cancel(rlsworker, db):
     assert [j["id"] for j in listed] == [a] and "claims" not in listed[0]
     r = rlsworker.cli("jobs", "cancel", str(a), env=db.env())
     assert r.returncode == 0 and "cancelled" in r.stdout
-    assert db.val("select state from rlsworker.jobs where id = %s", (a,)) == "dead"
+    assert db.val("select state from rlsworker.jobs where id = %s", (a,)) == "cancelled"
     r = rlsworker.cli("jobs", "retry", str(a), env=db.env())
     assert r.returncode == 0
     assert db.one("select state, attempts from rlsworker.jobs where id = %s", (a,)) == \

@@ -301,8 +301,8 @@ def test_operator_cancel_stops_a_delivery(rlsworker, db, hook, tasks_dir):
     r = rlsworker.cli("jobs", "cancel", str(i), env=db.env())
     assert r.returncode == 0, r.stderr
     deadline = time.time() + 5
-    while time.time() < deadline and (job(db, i) or ("",))[0] != "dead":
+    while time.time() < deadline and (job(db, i) or ("",))[0] != "cancelled":
         time.sleep(0.05)
     assert w.stop() == 0
     state, attempts, err = job(db, i)
-    assert (state, err) == ("dead", "cancelled before the response arrived")
+    assert (state, err) == ("cancelled", "cancelled before the response arrived")

@@ -54,7 +54,8 @@ rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo, const struct rw_pg_
     rw_pg *pg = calloc(1, sizeof *pg);
 
     pg->cb = *cb;
-    fk.pg = pg;
+    if (!fk.pg)
+        fk.pg = pg;       /* the control connection; the listener's (notify.c) never connects */
     return pg;
 }
 
@@ -203,7 +204,7 @@ static int setup(void **state)
     f->loop = ev_loop_new(EVFLAG_AUTO);
     f->metrics = rw_metrics_new();
     assert_int_equal(rw_builtin_registry_load(f->dir, &f->reg, err, sizeof err), 0);
-    struct rw_sched_callbacks scb = {on_registered, on_stopping, f};
+    struct rw_sched_callbacks scb = {on_registered, on_stopping, NULL, f};
     f->s = rw_sched_new(f->loop, &f->cfg, "w1", "host", false, &scb);
     struct rw_exec_callbacks ecb = rw_sched_exec_callbacks(f->s);
     struct rw_exec_pools pools = {NULL, NULL, 0, NULL};

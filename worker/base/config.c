@@ -20,14 +20,18 @@
 #define C(n, e, f, d, ch, r, doc) {n, e, RW_OPT_STRING, OFF(f), d, 0, 0, r, doc, ch}
 
 static const char *const claim_settings_choices[] = {"off", "sub", "all", NULL};
+static const char *const on_off_choices[] = {"on", "off", NULL};
 
 const struct rw_option rw_options[] = {
     S("database_url", "DATABASE_URL", database_url, NULL, false,
       "admin connection (BYPASSRLS role): queue, migrations, system jobs"),
+    S("direct_url", "DATABASE_DIRECT_URL", direct_url, NULL, false,
+      "direct, unpooled admin connection for LISTEN when DATABASE_URL goes through a "
+      "transaction pooler (on Neon: the host without -pooler)"),
     S("authenticated_url", "DATABASE_AUTHENTICATED_URL", authenticated_url, NULL, false,
       "restricted role for user-scoped jobs (run_as: user)"),
-    I("pool_size", "RLSWORKER_POOL_SIZE", pool_size, "10", 1, 1000, false,
-      "most connections held open per restricted role"),
+    I("pool_size", "RLSWORKER_POOL_SIZE", pool_size, "0", 0, 1000, false,
+      "most connections held open per restricted role (0: the concurrency)"),
     I("connect_timeout", "RLSWORKER_CONNECT_TIMEOUT", connect_timeout_s, "10", 1, 3600, false,
       "seconds to wait for a database connection"),
     I("reconnect_max", "RLSWORKER_RECONNECT_MAX", reconnect_max_s, "30", 1, 3600, false,
@@ -60,10 +64,20 @@ const struct rw_option rw_options[] = {
       "jobs in flight at once in this process"),
     I("claim_batch", "RLSWORKER_CLAIM_BATCH", claim_batch, "100", 1, 1000, true,
       "most jobs claimed in one round trip"),
-    I("prefetch", "RLSWORKER_PREFETCH", prefetch, "0", 0, 1000, true,
-      "jobs claimed ahead of free slots and held in this process (speeds up short jobs)"),
+    I("prefetch", "RLSWORKER_PREFETCH", prefetch, "-1", -1, 1000, true,
+      "jobs claimed ahead of free slots and held in this process (-1: concurrency "
+      "times group_commit_max, at least 100, at most 1000)"),
+    C("group_commit", "RLSWORKER_GROUP_COMMIT", group_commit, "on", on_off_choices, true,
+      "on or off: ready user jobs of one role share a transaction, each in its own "
+      "savepoint (docs/guarantees.md)"),
+    I("group_commit_max", "RLSWORKER_GROUP_COMMIT_MAX", group_commit_max, "16", 1, 1000, true,
+      "most jobs in one group-committed transaction"),
     I("poll_interval", "RLSWORKER_POLL_INTERVAL", poll_interval_ms, "2000", 10, 600000, true,
       "milliseconds between polls when no NOTIFY arrives"),
+    I("poll_interval_pooled", "RLSWORKER_POLL_INTERVAL_POOLED", poll_interval_pooled_ms, "200", 10, 600000, true,
+      "milliseconds between polls (and cancel checks) when notifications do not reach the worker"),
+    I("notify_probe_timeout", "RLSWORKER_NOTIFY_PROBE_TIMEOUT", notify_probe_timeout_ms, "1000", 50, 60000, false,
+      "milliseconds the start-up NOTIFY to itself may take before the worker polls instead"),
     I("max_attempts", "RLSWORKER_MAX_ATTEMPTS", max_attempts, "25", 1, 1000, true,
       "attempts before a job is dead, unless the job or task says otherwise"),
     I("backoff_base", "RLSWORKER_BACKOFF_BASE", backoff_base_ms, "1000", 1, 3600000, true,
@@ -78,6 +92,10 @@ const struct rw_option rw_options[] = {
       "seconds between heartbeats (keep well below lock_timeout)"),
     I("shutdown_timeout", "RLSWORKER_SHUTDOWN_TIMEOUT", shutdown_timeout_s, "30", 0, 3600, false,
       "seconds running jobs get to finish on SIGTERM before they are put back"),
+    I("history_retention", "RLSWORKER_HISTORY_RETENTION", history_retention_s, "604800", 0, 315360000, true,
+      "seconds finished runs stay in rlsworker.job_history (604800 = 7 days)"),
+    I("history_prune_batch", "RLSWORKER_HISTORY_PRUNE_BATCH", history_prune_batch, "10000", 1, 1000000, true,
+      "most history rows one sweep removes"),
     S("listen", "RLSWORKER_LISTEN", listen, NULL, false,
       "ADDR:PORT of the HTTP intake (off when unset)"),
     I("body_limit", "RLSWORKER_BODY_LIMIT", body_limit, "1048576", 1024, 67108864, true,
@@ -98,6 +116,14 @@ const struct rw_option rw_options[] = {
       "seconds an outgoing HTTP request may take"),
     S("http_allow", "RLSWORKER_HTTP_ALLOW", http_allow, NULL, true,
       "comma-separated hosts or CIDRs that outgoing HTTP may reach though private"),
+    S("console_user", "RLSWORKER_CONSOLE_USER", console_user, NULL, false,
+      "user name of the web console at /ui/ (off unless console_password is set too)"),
+    S("console_password", "RLSWORKER_CONSOLE_PASSWORD", console_password, NULL, false,
+      "console password: plain text, sha256:HEX or pbkdf2-sha256:ITER:SALTHEX:HEX (docs/console.md)"),
+    I("console_max_failures", "RLSWORKER_CONSOLE_MAX_FAILURES", console_max_failures, "10", 1, 100000, false,
+      "failed console logins from one address before it gets 429 for console_failure_window"),
+    I("console_failure_window", "RLSWORKER_CONSOLE_FAILURE_WINDOW", console_failure_window_s, "60", 1, 86400, false,
+      "seconds over which failed console logins are counted"),
     S("log_level", "RLSWORKER_LOG_LEVEL", log_level, "info", true,
       "debug, info, warning or error"),
 };
@@ -206,6 +232,7 @@ void rw_config_free(struct rw_config *cfg)
         free(cfg->webhooks[i].name);
         free(cfg->webhooks[i].secret);
         free(cfg->webhooks[i].task);
+        free(cfg->webhooks[i].subject);
     }
     for (int i = 0; i < cfg->nhttp_sign; i++) {
         free(cfg->http_sign[i].host);
@@ -257,9 +284,16 @@ static int set_webhook(struct rw_config *cfg, const char *rest, const char *valu
     int i;
 
     if (!dot || !valid_ident(rest, (size_t)(dot - rest)) ||
-        (strcmp(dot, ".secret") != 0 && strcmp(dot, ".task") != 0)) {
-        snprintf(err, errlen,
-                 "webhook options are webhook.<source>.secret and webhook.<source>.task");
+        (strcmp(dot, ".secret") != 0 && strcmp(dot, ".task") != 0 &&
+         strcmp(dot, ".subject") != 0)) {
+        snprintf(err, errlen, "webhook options are webhook.<source>.secret, "
+                 "webhook.<source>.task and webhook.<source>.subject");
+        return -1;
+    }
+    if (strcmp(dot, ".subject") == 0 && (value[0] != '/' || strlen(value) > 256)) {
+        snprintf(err, errlen, "webhook.%.*s.subject must be a JSON pointer into the body "
+                 "such as /data/user_id (starts with \"/\", at most 256 bytes)",
+                 (int)(dot - rest), rest);
         return -1;
     }
     size_t n = (size_t)(dot - rest);
@@ -276,7 +310,8 @@ static int set_webhook(struct rw_config *cfg, const char *rest, const char *valu
         cfg->nwebhooks++;
     }
     return set_string(strcmp(dot, ".secret") == 0 ? &cfg->webhooks[i].secret
-                                                   : &cfg->webhooks[i].task, value);
+                      : strcmp(dot, ".task") == 0 ? &cfg->webhooks[i].task
+                      : &cfg->webhooks[i].subject, value);
 }
 
 /* host as the http_sign table keeps it: lower case, no trailing dot, an
@@ -414,6 +449,7 @@ static bool holds_secret(const char *key, const char *value)
         (strncmp(key, "webhook.", 8) == 0 && n > 7 && strcmp(key + n - 7, ".secret") == 0))
         return true;
     if (strcmp(key, "database_url") != 0 && strcmp(key, "authenticated_url") != 0 &&
+        strcmp(key, "direct_url") != 0 &&
         strncmp(key, "role.", 5) != 0)
         return false;
     if (!(opts = PQconninfoParse(value, NULL)))
@@ -522,6 +558,20 @@ static void remove_args(int *argc, char **argv, int at, int n)
 int rw_config_from_args(struct rw_config *cfg, int *argc, char **argv,
                         char *err, size_t errlen)
 {
+    return rw_config_from_args_except(cfg, argc, argv, NULL, err, errlen);
+}
+
+static bool is_own(const char *const *own, const char *name)
+{
+    for (int i = 0; own && own[i]; i++)
+        if (strcmp(own[i], name) == 0)
+            return true;
+    return false;
+}
+
+int rw_config_from_args_except(struct rw_config *cfg, int *argc, char **argv,
+                               const char *const *own, char *err, size_t errlen)
+{
     if (rw_config_init(cfg) < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -552,7 +602,7 @@ int rw_config_from_args(struct rw_config *cfg, int *argc, char **argv,
         const char *eq = strchr(a, '=');
         snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
         bool is_role = strcmp(name, "role") == 0;
-        if (!is_role && !find_option(name))
+        if ((!is_role && !find_option(name)) || is_own(own, name))
             continue;           /* a subcommand's own flag */
         if (eq) {
             value = eq + 1;
@@ -608,4 +658,24 @@ void rw_config_print_options(FILE *out)
     fprintf(out, "  %-26s (config file only) sign http tasks' requests to HOST the\n"
             "  %-26s Standard Webhooks way; \"$VAR\" reads the secret from VAR\n",
             "http_sign.HOST = SECRET", "");
+}
+
+int rw_config_pool_size(const struct rw_config *cfg)
+{
+    return cfg->pool_size > 0 ? cfg->pool_size : cfg->concurrency;
+}
+
+int rw_config_group_max(const struct rw_config *cfg)
+{
+    return cfg->group_commit && strcmp(cfg->group_commit, "on") == 0 ? cfg->group_commit_max : 1;
+}
+
+int rw_config_prefetch(const struct rw_config *cfg)
+{
+    long n;
+
+    if (cfg->prefetch >= 0)
+        return cfg->prefetch;
+    n = (long)cfg->concurrency * rw_config_group_max(cfg);
+    return n < 100 ? 100 : n > 1000 ? 1000 : (int)n;
 }

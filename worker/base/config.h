@@ -24,6 +24,7 @@ struct rw_webhook_source {
     char *name;   /* path segment: POST /v1/webhooks/<name> */
     char *secret; /* Standard Webhooks secret ("whsec_<base64>" or raw) */
     char *task;   /* task enqueued with the body as payload */
+    char *subject;/* JSON pointer into the body naming the job's subject, or NULL */
 };
 
 /* Secret the `http` built-in signs its requests to one host with
@@ -36,6 +37,7 @@ struct rw_http_sign {
 struct rw_config {
     /* connections */
     char *database_url;        /* admin role (BYPASSRLS): queue, system jobs */
+    char *direct_url;          /* admin role, unpooled: LISTEN (NULL: database_url) */
     char *authenticated_url;   /* restricted role for user-scoped jobs */
     struct rw_role_url roles[RW_MAX_ROLES];
     int nroles;
@@ -57,8 +59,12 @@ struct rw_config {
     char *crontab;
     int concurrency;
     int claim_batch;
-    int prefetch;
+    int prefetch;              /* -1: rw_config_prefetch sizes it */
+    char *group_commit;        /* "on" or "off" */
+    int group_commit_max;
     int poll_interval_ms;
+    int poll_interval_pooled_ms; /* when notifications do not arrive */
+    int notify_probe_timeout_ms;
     int max_attempts;
     int backoff_base_ms;
     int backoff_max_s;
@@ -66,6 +72,8 @@ struct rw_config {
     int lock_timeout_s;
     int heartbeat_interval_s;
     int shutdown_timeout_s;
+    int history_retention_s;   /* finished runs kept in rlsworker.job_history */
+    int history_prune_batch;   /* most history rows one sweep removes */
     /* HTTP */
     char *listen;
     int body_limit;
@@ -81,6 +89,11 @@ struct rw_config {
     int nwebhooks;
     struct rw_http_sign http_sign[RW_MAX_HTTP_SIGN];
     int nhttp_sign;
+    /* console (worker/http/console.c): on when both are set */
+    char *console_user;
+    char *console_password;    /* plain, sha256:<hex> or pbkdf2-sha256:... */
+    int console_max_failures;  /* failed logins per address before 429 */
+    int console_failure_window_s;
     /* logging */
     char *log_level;
 };
@@ -125,6 +138,12 @@ int rw_config_load_env(struct rw_config *cfg, char *err, size_t errlen)
  * (err filled; exit 1) or -2 on bad usage (err filled; exit 2). */
 int rw_config_from_args(struct rw_config *cfg, int *argc, char **argv,
                         char *err, size_t errlen) __attribute__((warn_unused_result));
+/* The same, leaving to the subcommand the flags it names in `own` (NULL-ended
+ * names without "--", e.g. "max-attempts"): where a subcommand's flag has the
+ * name of a config option, the subcommand's meaning wins. */
+int rw_config_from_args_except(struct rw_config *cfg, int *argc, char **argv,
+                               const char *const *own, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* The signing secret configured for host (case-insensitive, a trailing dot
  * ignored), or NULL: borrowed from cfg. */
@@ -132,6 +151,13 @@ const char *rw_config_http_sign_secret(const struct rw_config *cfg, const char *
 
 /* Looks up the connection string for a restricted role name. */
 const char *rw_config_role_url(const struct rw_config *cfg, const char *role);
+
+/* pool_size, or the concurrency when pool_size is 0 (the default). */
+int rw_config_pool_size(const struct rw_config *cfg);
+/* Most jobs in one user transaction: group_commit_max, or 1 when group_commit is off. */
+int rw_config_group_max(const struct rw_config *cfg);
+/* prefetch, or when -1 (the default) concurrency x rw_config_group_max, within 100..1000. */
+int rw_config_prefetch(const struct rw_config *cfg);
 
 /* Prints the options table (for --help and the docs). */
 void rw_config_print_options(FILE *out);

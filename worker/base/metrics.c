@@ -25,6 +25,20 @@ struct kv {
     long long value;
 };
 
+/* per-queue figures as last read from the database */
+#define MAX_QUEUES 100
+struct queue_series {
+    char queue[LABEL_MAX];        /* "" for jobs without a named queue */
+    long long state[3];           /* queued, running, dead */
+    double lag;                   /* seconds the oldest ready job has waited */
+};
+
+#define MAX_POOLS 20
+struct pool_series {
+    char pool[LABEL_MAX];
+    int in_use, idle, opening, waiting, max;
+};
+
 struct rw_metrics {
     struct job_series jobs[MAX_SERIES];
     int njobs;
@@ -34,7 +48,14 @@ struct rw_metrics {
     int nrejected;
     struct kv depth[8];
     int ndepth;
+    struct queue_series queues[MAX_QUEUES];
+    int nqueues;
+    struct pool_series pools[MAX_POOLS];
+    int npools;
+    long long history_pruned;
 };
+
+static const char *const queue_states[3] = {"queued", "running", "dead"};
 
 struct rw_metrics *rw_metrics_new(void) { return calloc(1, sizeof(struct rw_metrics)); }
 
@@ -108,6 +129,65 @@ void rw_metrics_queue_depth(struct rw_metrics *m, const char *state, long long c
         slot->value = count;
 }
 
+void rw_metrics_history_pruned(struct rw_metrics *m, long long n)
+{
+    if (m && n > 0)
+        m->history_pruned += n;
+}
+
+void rw_metrics_queues_reset(struct rw_metrics *m)
+{
+    if (m)
+        m->nqueues = 0;
+}
+
+static struct queue_series *queue_slot(struct rw_metrics *m, const char *queue)
+{
+    for (int i = 0; i < m->nqueues; i++)
+        if (strcmp(m->queues[i].queue, queue) == 0)
+            return &m->queues[i];
+    if (m->nqueues == MAX_QUEUES)
+        return NULL;
+    memset(&m->queues[m->nqueues], 0, sizeof m->queues[0]);
+    snprintf(m->queues[m->nqueues].queue, LABEL_MAX, "%s", queue);
+    return &m->queues[m->nqueues++];
+}
+
+void rw_metrics_queue(struct rw_metrics *m, const char *queue, const char *state,
+                      long long count, double lag)
+{
+    struct queue_series *q;
+
+    if (!m || !(q = queue_slot(m, queue ? queue : "")))
+        return;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(state, queue_states[i]) == 0)
+            q->state[i] = count;
+    if (lag > q->lag)
+        q->lag = lag;
+}
+
+void rw_metrics_pool(struct rw_metrics *m, const char *pool, int in_use, int idle,
+                     int opening, int waiting, int max)
+{
+    struct pool_series *p = NULL;
+
+    if (!m)
+        return;
+    for (int i = 0; i < m->npools && !p; i++)
+        if (strcmp(m->pools[i].pool, pool) == 0)
+            p = &m->pools[i];
+    if (!p) {
+        if (m->npools == MAX_POOLS)
+            return;
+        p = &m->pools[m->npools++];
+        snprintf(p->pool, LABEL_MAX, "%s", pool);
+    }
+    *p = (struct pool_series){.in_use = in_use, .idle = idle, .opening = opening,
+                              .waiting = waiting, .max = max};
+    snprintf(p->pool, LABEL_MAX, "%s", pool);
+}
+
 struct buf {
     char *s;
     size_t len, cap;
@@ -146,6 +226,70 @@ static void put_kv(struct buf *b, const char *name, const char *help, const char
         put(b, "%s{%s=\"%s\"} %lld\n", name, label, arr[i].key, arr[i].value);
 }
 
+/* A label value in the text format: backslash, quote and newline escaped. */
+static const char *label_value(const char *v, char *out, size_t n)
+{
+    size_t k = 0;
+
+    for (; *v && k + 3 < n; v++) {
+        if (*v == '\\' || *v == '"') {
+            out[k++] = '\\';
+            out[k++] = *v;
+        } else if (*v == '\n') {
+            out[k++] = '\\';
+            out[k++] = 'n';
+        } else {
+            out[k++] = *v;
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
+static void put_queues(struct buf *b, const struct rw_metrics *m)
+{
+    char q[2 * LABEL_MAX + 2];
+
+    put(b, "# HELP rlsworker_queue_lag_seconds Wait of the oldest ready job per queue "
+           "(queue=\"\" is jobs without a named queue), as last read\n"
+           "# TYPE rlsworker_queue_lag_seconds gauge\n");
+    for (int i = 0; i < m->nqueues; i++)
+        put(b, "rlsworker_queue_lag_seconds{queue=\"%s\"} %.3f\n",
+            label_value(m->queues[i].queue, q, sizeof q), m->queues[i].lag);
+    put(b, "# HELP rlsworker_queue_state_jobs Jobs per queue and state, as last read\n"
+           "# TYPE rlsworker_queue_state_jobs gauge\n");
+    for (int i = 0; i < m->nqueues; i++)
+        for (int k = 0; k < 3; k++)
+            put(b, "rlsworker_queue_state_jobs{queue=\"%s\",state=\"%s\"} %lld\n",
+                label_value(m->queues[i].queue, q, sizeof q), queue_states[k],
+                m->queues[i].state[k]);
+}
+
+static void put_pools(struct buf *b, const struct rw_metrics *m)
+{
+    char p[2 * LABEL_MAX + 2];
+
+    put(b, "# HELP rlsworker_pool_connections Connections per pool: in_use by a job, "
+           "idle, or opening\n# TYPE rlsworker_pool_connections gauge\n");
+    for (int i = 0; i < m->npools; i++) {
+        const struct pool_series *s = &m->pools[i];
+        label_value(s->pool, p, sizeof p);
+        put(b, "rlsworker_pool_connections{pool=\"%s\",state=\"in_use\"} %d\n", p, s->in_use);
+        put(b, "rlsworker_pool_connections{pool=\"%s\",state=\"idle\"} %d\n", p, s->idle);
+        put(b, "rlsworker_pool_connections{pool=\"%s\",state=\"opening\"} %d\n", p, s->opening);
+    }
+    put(b, "# HELP rlsworker_pool_connections_max Most connections a pool opens\n"
+           "# TYPE rlsworker_pool_connections_max gauge\n");
+    for (int i = 0; i < m->npools; i++)
+        put(b, "rlsworker_pool_connections_max{pool=\"%s\"} %d\n",
+            label_value(m->pools[i].pool, p, sizeof p), m->pools[i].max);
+    put(b, "# HELP rlsworker_pool_waiting_jobs Jobs waiting for a connection of the pool\n"
+           "# TYPE rlsworker_pool_waiting_jobs gauge\n");
+    for (int i = 0; i < m->npools; i++)
+        put(b, "rlsworker_pool_waiting_jobs{pool=\"%s\"} %d\n",
+            label_value(m->pools[i].pool, p, sizeof p), m->pools[i].waiting);
+}
+
 char *rw_metrics_render(const struct rw_metrics *m)
 {
     struct buf b = {0};
@@ -175,5 +319,10 @@ char *rw_metrics_render(const struct rw_metrics *m)
            "status", m->intake, m->nintake);
     put_kv(&b, "rlsworker_token_rejections_total", "Tokens refused, by reason", "counter",
            "reason", m->rejected, m->nrejected);
+    put_queues(&b, m);
+    put_pools(&b, m);
+    put(&b, "# HELP rlsworker_history_pruned_total Job history rows removed after "
+            "history_retention by this process\n# TYPE rlsworker_history_pruned_total counter\n"
+            "rlsworker_history_pruned_total %lld\n", m->history_pruned);
     return b.s;
 }

@@ -30,6 +30,9 @@ struct rw_check {
     char id[RW_CHECK_ID_MAX];
     enum rw_check_status status;
     char role[RW_CHECK_ROLE_MAX];   /* "" when about no one role */
+    char config[RW_CHECK_ROLE_MAX + 32]; /* the configured connection it checked:
+                                       "DATABASE_URL", "DATABASE_AUTHENTICATED_URL",
+                                       "role.NAME"; "" when none */
     char *message;                  /* owned by the report */
 };
 

@@ -54,6 +54,7 @@ void rw_report_add(struct rw_report *rep, const char *id, enum rw_check_status s
     struct rw_check *c = &rep->checks[rep->n++];
     snprintf(c->id, sizeof c->id, "%s", id);
     snprintf(c->role, sizeof c->role, "%s", role ? role : "");
+    c->config[0] = '\0';
     c->status = st;
     c->message = copy;
 }
@@ -86,7 +87,8 @@ void rw_report_print_text(const struct rw_report *rep, FILE *out)
 {
     for (int i = 0; i < rep->n; i++) {
         const struct rw_check *c = &rep->checks[i];
-        fprintf(out, "%s  %-30s %s%s%s%s\n", rw_check_status_name(c->status), c->id,
+        fprintf(out, "%s  %-30s %s%s%s%s%s%s%s\n", rw_check_status_name(c->status), c->id,
+                c->config[0] ? "[" : "", c->config, c->config[0] ? "] " : "",
                 c->role[0] ? "role \"" : "", c->role, c->role[0] ? "\": " : "", c->message);
     }
     if (rep->dropped)
@@ -112,9 +114,10 @@ static json_t *report_json(const struct rw_report *rep)
     }
     for (int i = 0; i < rep->n; i++) {
         const struct rw_check *c = &rep->checks[i];
-        json_t *o = json_pack("{s:s, s:s, s:s?, s:s}", "id", c->id,
+        json_t *o = json_pack("{s:s, s:s, s:s?, s:s?, s:s}", "id", c->id,
                               "status", rw_check_status_name(c->status),
-                              "role", c->role[0] ? c->role : NULL, "message", c->message);
+                              "role", c->role[0] ? c->role : NULL,
+                              "config", c->config[0] ? c->config : NULL, "message", c->message);
         if (!o || json_array_append_new(checks, o) < 0) {
             json_decref(root);
             return NULL;

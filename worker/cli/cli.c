@@ -29,11 +29,31 @@ void rw_cli_error(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "rlsworker %s: %s\n", cmd, safe);
 }
 
+/* Subcommand flags that share a name with a config option but mean something
+ * else there; the config parser leaves them to the subcommand. The other
+ * shared names (run --tasks, migrate --database-url, ...) are the global
+ * options themselves (tests/integration/test_entry_paths.py checks every
+ * subcommand's --help against the global options). */
+static const struct {
+    const char *cmd;
+    const char *const flags[4];
+} own_flags[] = {
+    {"add", {"max-attempts", NULL}},   /* the job's max attempts, not the worker default */
+};
+
+static const char *const *own_flags_of(const char *cmd)
+{
+    for (size_t i = 0; i < sizeof own_flags / sizeof own_flags[0]; i++)
+        if (strcmp(own_flags[i].cmd, cmd) == 0)
+            return own_flags[i].flags;
+    return NULL;
+}
+
 int rw_cli_config(const char *cmd, struct rw_config *cfg, int *argc, char **argv)
 {
     char err[600];
     enum rw_log_level level;
-    int rc = rw_config_from_args(cfg, argc, argv, err, sizeof err);
+    int rc = rw_config_from_args_except(cfg, argc, argv, own_flags_of(cmd), err, sizeof err);
 
     if (rc < 0) {
         rw_cli_error(cmd, "%s", err);

@@ -81,7 +81,8 @@ static int check_schema(const struct rw_config *cfg)
 static int make_pools(struct rw_worker *w)
 {
     const struct rw_config *cfg = &w->cfg;
-    int admin_max = cfg->concurrency < cfg->pool_size ? cfg->concurrency : cfg->pool_size;
+    int pool_size = rw_config_pool_size(cfg);
+    int admin_max = cfg->concurrency < pool_size ? cfg->concurrency : pool_size;
 
     int tmo = cfg->connect_timeout_s;
 
@@ -91,11 +92,11 @@ static int make_pools(struct rw_worker *w)
         return -1;
     w->roles[w->nroles++] = (struct rw_exec_role){
         w->user_role, rw_pool_new(w->loop, w->user_role, cfg->authenticated_url,
-                                  cfg->pool_size, tmo)};
+                                  pool_size, tmo)};
     for (int i = 0; i < cfg->nroles; i++)
         w->roles[w->nroles++] = (struct rw_exec_role){
             cfg->roles[i].role,
-            rw_pool_new(w->loop, cfg->roles[i].role, cfg->roles[i].url, cfg->pool_size, tmo)};
+            rw_pool_new(w->loop, cfg->roles[i].role, cfg->roles[i].url, pool_size, tmo)};
     for (int i = 0; i < w->nroles; i++)
         if (!w->roles[i].pool)
             return -1;
@@ -138,6 +139,23 @@ static void on_hup(struct ev_loop *loop, ev_signal *s, int revents)
     rw_run_hooks_reload(w);
 }
 
+/* Start-up (role checks, schema check, connecting) takes a while; a stop
+ * signal that arrives before the loop watches for it must not kill the
+ * process: hold it pending (SIG_BLOCK) until start_signals has libev's
+ * handlers in place, then let it through (SIG_UNBLOCK): the loop sees it
+ * as if it came then. The loop is made without EVFLAG_SIGNALFD, so libev
+ * catches signals with handlers, not by keeping them blocked. */
+static void hold_stop_signals(int how)
+{
+    sigset_t ss;
+
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGTERM);
+    sigaddset(&ss, SIGINT);
+    sigaddset(&ss, SIGHUP);
+    sigprocmask(how, &ss, NULL);
+}
+
 static void start_signals(struct rw_worker *w)
 {
     ev_signal *sigs[3] = {&w->sig_term, &w->sig_int, &w->sig_hup};
@@ -149,6 +167,7 @@ static void start_signals(struct rw_worker *w)
         ev_signal_start(w->loop, sigs[i]);
     }
     signal(SIGPIPE, SIG_IGN);
+    hold_stop_signals(SIG_UNBLOCK);
 }
 
 /* systemd: ready once registered on the queue, stopping once told to stop. */
@@ -181,10 +200,17 @@ static void on_stopping(void *arg)
     rw_run_hooks_quiesce(arg);
 }
 
+static void on_history_pruned(long long n, void *arg)
+{
+    struct rw_worker *w = arg;
+
+    rw_metrics_history_pruned(w->metrics, n);
+}
+
 /* The scheduler claims into the executor, which reports back to it. */
 static int start_scheduler(struct rw_worker *w)
 {
-    struct rw_sched_callbacks scb = {on_registered, on_stopping, w};
+    struct rw_sched_callbacks scb = {on_registered, on_stopping, on_history_pruned, w};
     struct rw_exec_pools pools = {w->admin_pool, w->roles, w->nroles, w->user_role};
     struct rw_exec_callbacks ecb;
 
@@ -277,6 +303,7 @@ int rw_cmd_run(int argc, char **argv)
         return RW_EXIT_OK;
     }
     memset(&w, 0, sizeof w);
+    hold_stop_signals(SIG_BLOCK);
     if ((rc = rw_cli_config(CMD, &w.cfg, &argc, argv)) != 0)
         return rc;
     if (parse_flags(&w, argc, argv) < 0) {

@@ -10,6 +10,7 @@ int rw_cmd_add(int argc, char **argv);
 int rw_cmd_jobs(int argc, char **argv);
 int rw_cmd_doctor(int argc, char **argv);
 int rw_cmd_cron(int argc, char **argv);
+int rw_cmd_tasks(int argc, char **argv);
 int rw_cmd_token(int argc, char **argv);
 
 #define RW_EXIT_OK 0

@@ -1,17 +1,21 @@
-/* rlsworker cron check FILE [--from RFC3339] [--count N] [--json] */
+/* rlsworker cron check FILE [--tasks DIR] [--from RFC3339] [--count N] [--json] */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "jobs/builtin/builtin.h"
+#include "jobs/task/taskfile.h"
 #include "scheduler/cron/cron.h"
 #include "worker/cli/commands.h"
+#include "worker/cli/cron_tasks.h"
 
 #define COUNT_MAX 1000
 
 struct check_opts {
     const char *file;
+    const char *tasks;      /* NULL: task names are not checked */
     int64_t from;
     int count;
     bool json;
@@ -20,10 +24,12 @@ struct check_opts {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: rlsworker cron check FILE [--from RFC3339] [--count N] [--json]\n"
+            "usage: rlsworker cron check FILE [--tasks DIR] [--from RFC3339] [--count N] [--json]\n"
             "\n"
             "Validates a crontab and prints the next fire times of each line.\n"
             "\n"
+            "  --tasks DIR   also check each line's task: it exists in DIR (or is a\n"
+            "                built-in) and can run as the line asks (run_as, subject)\n"
             "  --from TIME   compute fire times after TIME (RFC 3339; default: now)\n"
             "  --count N     fire times per line, 1 to %d (default 5)\n"
             "  --json        print [{\"line\", \"id\", \"task\", \"next\": [...]}]\n"
@@ -36,6 +42,7 @@ static void usage(FILE *out)
 static int parse_args(int argc, char **argv, struct check_opts *o)
 {
     o->file = NULL;
+    o->tasks = NULL;
     o->from = (int64_t)time(NULL);
     o->count = 5;
     o->json = false;
@@ -46,6 +53,8 @@ static int parse_args(int argc, char **argv, struct check_opts *o)
             return -1;
         } else if (strcmp(a, "--json") == 0) {
             o->json = true;
+        } else if (strcmp(a, "--tasks") == 0 && i + 1 < argc) {
+            o->tasks = argv[++i];
         } else if (strcmp(a, "--from") == 0 && i + 1 < argc) {
             if (rw_cron_parse_time(argv[++i], &o->from) < 0) {
                 fprintf(stderr, "rlsworker cron check: bad --from \"%s\" "
@@ -112,6 +121,17 @@ static int check(const struct check_opts *o)
     if (rw_crontab_load(o->file, &tab, err, sizeof err) < 0) {
         fprintf(stderr, "%s\n", err);
         return RW_EXIT_FAIL;
+    }
+    if (o->tasks) {
+        struct rw_registry *reg = NULL;
+        int bad = rw_builtin_registry_load(o->tasks, &reg, err, sizeof err) < 0 ||
+                  rw_cron_check_tasks(tab, reg, o->file, err, sizeof err) < 0;
+        rw_registry_free(&reg);
+        if (bad) {
+            fprintf(stderr, "%s\n", err);
+            rw_crontab_free(&tab);
+            return RW_EXIT_FAIL;
+        }
     }
     json_t *all = json_array();
     for (int i = 0; all && i < tab->n; i++) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "worker/base/config.h"
+#include "worker/checks/poolercheck.h"
 #include "worker/checks/rolecheck.h"
 #include "worker/cli/commands.h"
 
@@ -14,7 +15,8 @@ static void doctor_usage(FILE *out)
             "usage: rlsworker doctor [--json] [options]\n\n"
             "Checks the admin connection (DATABASE_URL) and every restricted role\n"
             "(DATABASE_AUTHENTICATED_URL, role.NAME = URL) as `rlsworker run` does at\n"
-            "start, plus what weakens RLS, and runs a canary transaction.\n"
+            "start, plus what weakens RLS, runs a canary transaction, and checks that\n"
+            "notifications arrive (a pooled connection needs DATABASE_DIRECT_URL).\n"
             "Prints PASS / INFO / WARN / FAIL per check; exits 1 on any FAIL.\n\n"
             "  --json    print the report as JSON\n"
             "  --help    this text\n\n"
@@ -52,6 +54,7 @@ int rw_cmd_doctor(int argc, char **argv)
     }
     rw_report_init(&rep);
     rw_rolecheck_all(&cfg, true, &rep);
+    rw_check_notifications(&cfg, &rep);
     if (json) {
         if (rw_report_print_json(&rep, stdout) < 0)
             fprintf(stderr, "rlsworker doctor: could not print the report\n");

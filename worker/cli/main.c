@@ -19,6 +19,7 @@ static const struct {
     {"doctor", rw_cmd_doctor, "check roles and RLS set-up"},
     {"cron", rw_cmd_cron, "validate a crontab and print next fire times"},
     {"token", rw_cmd_token, "verify a JWT with the current configuration"},
+    {"tasks", rw_cmd_tasks, "print a TypeScript module for the tasks (typegen)"},
 };
 
 static void usage(FILE *out)

@@ -8,9 +8,11 @@
 #include "scheduler/cron/cron.h"
 #include "scheduler/cron/cron_runner.h"
 #include "worker/base/log.h"
+#include "worker/base/metrics.h"
 #include "worker/net/netguard.h"
 #include "worker/http/intake.h"
 #include "worker/checks/rolecheck.h"
+#include "worker/cli/cron_tasks.h"
 #include "worker/cli/worker.h"
 
 int rw_run_hooks_prepare(struct rw_worker *w, char *err, size_t errlen)
@@ -59,10 +61,13 @@ static bool role_ok(void *arg, const char *role, char *why, size_t n)
     return rw_worker_run_as_ok(arg, role, why, n);
 }
 
-static int check_crontab(struct rw_worker *w, const struct rw_crontab *tab, char *err,
-                         size_t errlen)
+static int check_crontab(struct rw_worker *w, struct rw_crontab *tab,
+                         const struct rw_registry *reg, char *err, size_t errlen)
 {
     char why[600];
+
+    if (tab && rw_cron_check_tasks(tab, reg, w->cfg.crontab, err, errlen) < 0)
+        return -1;
 
     for (int i = 0; tab && i < tab->n; i++) {
         const struct rw_cron_entry *e = &tab->entries[i];
@@ -79,7 +84,41 @@ int rw_run_hooks_check_run_as(struct rw_worker *w, const struct rw_registry *reg
 {
     if (rw_registry_check_roles(reg, role_ok, w, err, errlen) < 0)
         return -1;
-    return check_crontab(w, w->crontab_pending, err, errlen);
+    return check_crontab(w, w->crontab_pending, reg, err, errlen);
+}
+
+/* For the console: the crontab in use (the runner's, or the one parsed at
+ * start before cron runs). */
+static const struct rw_crontab *current_crontab(void *arg)
+{
+    struct rw_worker *w = arg;
+
+    return w->cron ? rw_cron_runner_tab(w->cron) : w->crontab_pending;
+}
+
+/* For /metrics: each pool's connections, named by its role. */
+static void pool_stats(struct rw_metrics *m, void *arg)
+{
+    struct rw_worker *w = arg;
+    struct rw_pool_stats st;
+
+    if (w->admin_pool) {
+        rw_pool_stats(w->admin_pool, &st);
+        rw_metrics_pool(m, rw_pool_name(w->admin_pool), st.in_use, st.idle, st.opening,
+                        st.waiting, st.max);
+    }
+    for (int i = 0; i < w->nroles; i++) {
+        rw_pool_stats(w->roles[i].pool, &st);
+        rw_metrics_pool(m, rw_pool_name(w->roles[i].pool), st.in_use, st.idle, st.opening,
+                        st.waiting, st.max);
+    }
+}
+
+static const char *notifications(void *arg)
+{
+    const struct rw_worker *w = arg;
+
+    return rw_sched_notifications(w->sched);
 }
 
 int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
@@ -95,7 +134,8 @@ int rw_run_hooks_start(struct rw_worker *w, char *err, size_t errlen)
         }
     }
     if (w->cfg.listen) {
-        struct rw_intake_env env = {w->loop, &w->cfg, w->metrics, &w->tasks};
+        struct rw_intake_env env = {w->loop, &w->cfg, w->metrics, &w->tasks,
+                                    w->id, current_crontab, pool_stats, notifications, w};
         if (!(w->intake = rw_intake_start(&env, err, errlen)))
             return -1;
     }
@@ -110,7 +150,7 @@ void rw_run_hooks_reload(struct rw_worker *w)
     if (!w->cron || !w->cfg.crontab)
         return;
     if (rw_crontab_load(w->cfg.crontab, &tab, err, sizeof err) < 0 ||
-        check_crontab(w, tab, err, sizeof err) < 0) {
+        check_crontab(w, tab, w->tasks, err, sizeof err) < 0) {
         rw_error("could not reload crontab, keeping the old one: %s", err);
         rw_crontab_free(&tab);
         return;

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jobs/task/taskcheck.h"
 #include "jobs/task/taskfile.h"
+#include "worker/http/console.h"
 #include "worker/net/http_client.h"
 #include "worker/http/intake_int.h"
 #include "worker/base/log.h"
@@ -97,6 +99,7 @@ static const char *route_label(const struct rw_req *r, char *buf, size_t n)
     case RT_HEALTHZ: return "/healthz";
     case RT_READYZ: return "/readyz";
     case RT_METRICS: return "/metrics";
+    case RT_UI: return r->url;
     case RT_WEBHOOK:
         snprintf(buf, n, "/v1/webhooks/%s", r->in->env.cfg->webhooks[r->source].name);
         return buf;
@@ -124,8 +127,10 @@ static enum MHD_Result send_answer(struct rw_req *r)
                                            MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", r->resp_text
+    MHD_add_response_header(resp, "Content-Type", r->ctype ? r->ctype : r->resp_text
                             ? "text/plain; version=0.0.4; charset=utf-8" : "application/json");
+    if (r->route == RT_UI)
+        rw_console_headers(r, resp);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (r->status == 503)
         MHD_add_response_header(resp, "Retry-After", RW_STR(RW_INTAKE_RETRY_AFTER_S));
@@ -166,6 +171,7 @@ static void req_free(struct rw_req *r)
     if (r->next)
         r->next->prev = r->prev;
     rw_job_request_clear(&r->job);
+    free(r->url);
     free(r->body);
     free(r->token);
     free(r->resp);
@@ -201,6 +207,9 @@ static void route(struct rw_req *r, const char *url, const char *method)
         r->route = RT_READYZ;
     } else if (!strcmp(url, "/metrics")) {
         r->route = RT_METRICS;
+    } else if (r->in->console && rw_console_path(url) && (r->url = strdup(url))) {
+        r->route = RT_UI;
+        return;             /* the console checks methods (rw_console_begin) */
     }
     if (r->route == RT_NONE)
         rw_req_error(r, 404, "not_found", "no such endpoint (see docs/http.md)");
@@ -240,7 +249,10 @@ static enum MHD_Result first_call(struct rw_intake *in, struct MHD_Connection *c
     in->reqs = r;
     *con_cls = r;
     route(r, url, method);
-    if (!r->status && (r->route == RT_JOBS || r->route == RT_WEBHOOK))
+    if (!r->status && r->route == RT_UI)
+        rw_console_begin(in->console, r);
+    if (!r->status && (r->route == RT_JOBS || r->route == RT_WEBHOOK ||
+                       (r->route == RT_UI && !strcmp(method, "POST"))))
         check_post_headers(r);
     if (r->status)
         return send_answer(r);
@@ -283,19 +295,26 @@ static void answer_get(struct rw_req *r)
     if (r->route == RT_HEALTHZ) {
         rw_req_answer(r, 200, strdup("{\"status\":\"ok\"}"));
     } else if (r->route == RT_READYZ && rw_intake_db_ready(in)) {
-        rw_req_answer(r, 200, json_text(json_pack("{s:s,s:i}", "status", "ready",
-                                                  "schema_version", rw_migrations_latest())));
+        json_t *o = json_pack("{s:s,s:i}", "status", "ready",
+                              "schema_version", rw_migrations_latest());
+        if (o && in->env.notifications)
+            json_object_set_new(o, "notifications",
+                                json_string(in->env.notifications(in->env.arg)));
+        rw_req_answer(r, 200, json_text(o));
     } else if (r->route == RT_READYZ) {
         rw_req_error(r, 503, "not_ready", "%s", in->not_ready);
     } else {
-        r->resp_text = true;
-        rw_req_answer(r, 200, rw_metrics_render(in->env.metrics));
+        rw_metrics_scrape(r);
     }
 }
 
 static void final_call(struct rw_req *r)
 {
-    if (r->route != RT_JOBS && r->route != RT_WEBHOOK) {
+    if (r->route == RT_UI && !r->too_big) {
+        rw_console_handle(r->in->console, r);
+        return;
+    }
+    if (r->route != RT_JOBS && r->route != RT_WEBHOOK && r->route != RT_UI) {
         answer_get(r);
         return;
     }
@@ -379,11 +398,13 @@ static int listen_socket(const char *addr, char *err, size_t errlen)
     return fd;
 }
 
-/* Webhook sources need a usable secret and a loaded task that is not
- * user-scoped (a webhook carries no user claims). */
+/* Webhook sources need a usable secret and a loaded task that can run as a
+ * webhook's job: a user-scoped task or a `scope: subject` one only when the
+ * source names where its subject comes from (webhook.<source>.subject). */
 static int check_webhooks(struct rw_intake *in, char *err, size_t errlen)
 {
     const struct rw_config *cfg = in->env.cfg;
+    char why[600], how[200];
 
     for (int i = 0; i < cfg->nwebhooks; i++) {
         const struct rw_webhook_source *s = &cfg->webhooks[i];
@@ -400,10 +421,14 @@ static int check_webhooks(struct rw_intake *in, char *err, size_t errlen)
                      "raw text of at most %d bytes", s->name, RW_WEBHOOK_KEY_MAX);
             return -1;
         }
-        if (!t || t->run_as == RW_RUN_AS_USER) {
-            snprintf(err, errlen, "webhook.%s.task \"%s\" %s", s->name, s->task,
-                     t ? "runs as user, but a webhook carries no user claims: use a "
-                         "system or role task" : "is not a loaded task");
+        if (!t) {
+            snprintf(err, errlen, "webhook.%s.task \"%s\" is not a loaded task", s->name,
+                     s->task);
+            return -1;
+        }
+        snprintf(how, sizeof how, "webhook.%s.subject = /json/pointer/in/the/body", s->name);
+        if (rw_task_check_trusted(t, NULL, s->subject != NULL, how, NULL, why, sizeof why) < 0) {
+            snprintf(err, errlen, "webhook.%s.task: %s", s->name, why);
             return -1;
         }
     }
@@ -478,7 +503,8 @@ struct rw_intake *rw_intake_start(const struct rw_intake_env *env, char *err, si
     }
     in->env = *env;
     if (check_webhooks(in, err, errlen) < 0 || make_verifier(in, err, errlen) < 0 ||
-        rw_intake_db_start(in) < 0 || start_daemon(in, err, errlen) < 0) {
+        rw_intake_db_start(in) < 0 || rw_console_new(&in->env, &in->console, err, errlen) < 0 ||
+        start_daemon(in, err, errlen) < 0) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
         rw_intake_free(&in);
@@ -515,6 +541,7 @@ void rw_intake_stop(struct rw_intake *in)
         }
     }
     rw_intake_db_stop(in);
+    rw_console_free(&in->console);
     if (in->mhd)
         MHD_stop_daemon(in->mhd);
     in->mhd = NULL;

@@ -31,6 +31,7 @@ struct ev_loop;
 struct rw_config;
 struct rw_metrics;
 struct rw_registry;
+struct rw_crontab;
 struct rw_intake;
 
 /* What the intake uses, all borrowed; each must outlive the intake. */
@@ -39,6 +40,16 @@ struct rw_intake_env {
     const struct rw_config *cfg;
     struct rw_metrics *metrics;
     struct rw_registry *const *tasks;   /* the registry in use (SIGHUP swaps *tasks) */
+    /* For the console and /metrics; each may be NULL. */
+    const char *worker_id;
+    /* The crontab in use (borrowed until the next loop turn), or NULL. */
+    const struct rw_crontab *(*crontab)(void *arg);
+    /* Records this process's per-pool connection figures into m. */
+    void (*pool_stats)(struct rw_metrics *m, void *arg);
+    /* How the worker hears of new jobs, for /readyz ("listen" or "polling
+     * (why)"); NULL leaves the field out. */
+    const char *(*notifications)(void *arg);
+    void *arg;
 };
 
 /* Retry-After sent with 503 answers. */

@@ -203,13 +203,14 @@ static void on_webhook_job(rw_pg *pg, const struct rw_pg_result *res, void *arg)
     rw_req_answer(r, 202, NULL);
 }
 
-bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task)
+bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task, const char *subject,
+                                  const char *claims)
 {
     struct rw_intake *in = r->in;
     if (!rw_intake_db_ready(in))
         return false;
     if (rw_queue_add_webhook_job(in->pg, in->env.cfg->webhooks[r->source].name, r->wh_id,
-                                 task, r->body, on_webhook_job, r) < 0)
+                                 task, r->body, subject, claims, on_webhook_job, r) < 0)
         return false;
     r->db_wait = true;
     return true;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jobs/task/taskcheck.h"
 #include "jobs/task/taskfile.h"
 #include "worker/http/intake_int.h"
 #include "worker/base/log.h"
@@ -53,8 +54,14 @@ static void enqueue_verified(struct rw_req *r, json_t *claims)
     }
     t = rw_registry_find(*r->in->env.tasks, r->job.task);
     if (!t || !t->http_enqueue || t->run_as != RW_RUN_AS_USER) {
-        rw_req_error(r, 403, "task_not_allowed", "task \"%s\" may not be enqueued over "
-                     "HTTP (its file needs \"-- enqueue: user\")", r->job.task);
+        /* One answer for a task that does not exist and one that exists but
+         * takes no jobs over HTTP, so a caller cannot list tasks; the
+         * operator finds the reason in the log. */
+        rw_info("http intake: refused task %.128s: %s", r->job.task,
+                !t ? "no such task" : "its file lacks \"-- enqueue: user\" or it does not "
+                "run as user");
+        rw_req_error(r, 403, "task_not_allowed", "unknown task \"%s\": no task of that name "
+                     "accepts jobs over HTTP", r->job.task);
         return;
     }
     if (!json_is_string(sub)) {
@@ -125,7 +132,10 @@ void rw_intake_webhook(struct rw_req *r)
     const struct rw_webhook_source *s = &in->env.cfg->webhooks[r->source];
     const char *id = header(r, "webhook-id");
     enum rw_webhook_verdict v;
+    const struct rw_task *t;
     json_t *body;
+    char subject[256], why[600], *claims = NULL;
+    bool user_claims, ok;
 
     v = rw_webhook_verify(in->keys[r->source].key, (size_t)in->keys[r->source].keylen, id,
                           header(r, "webhook-timestamp"), header(r, "webhook-signature"),
@@ -146,13 +156,40 @@ void rw_intake_webhook(struct rw_req *r)
         rw_req_error(r, 400, "bad_request", "the webhook body must be a JSON object");
         return;
     }
-    json_decref(body);
-    if (!rw_registry_find(*in->env.tasks, s->task)) {
-        rw_req_error(r, 503, "task_not_loaded", "task \"%s\" of this source is not loaded",
-                     s->task);
+    /* Nothing is stored (the delivery is not marked seen) unless its job can
+     * run: a redelivery after a fix then enqueues it. */
+    if (s->subject && rw_intake_webhook_subject(body, s->subject, subject, sizeof subject) < 0) {
+        json_decref(body);
+        rw_req_error(r, 422, "no_subject", "the body has no subject at %s (a non-empty "
+                     "string or an integer); nothing was stored", s->subject);
         return;
     }
-    if (!rw_intake_db_add_webhook_job(r, s->task)) {
+    json_decref(body);
+    t = rw_registry_find(*in->env.tasks, s->task);
+    if (!t) {
+        rw_req_error(r, 503, "task_not_loaded", "task \"%s\" of this source is not loaded; "
+                     "nothing was stored", s->task);
+        return;
+    }
+    if (rw_task_check_trusted(t, NULL, s->subject != NULL, "webhook.<source>.subject",
+                              &user_claims, why, sizeof why) < 0) {
+        rw_warn("http intake: webhook source %s: %s", s->name, why);
+        rw_req_error(r, 503, "task_not_runnable", "task \"%s\" of this source cannot run "
+                     "a webhook's job (see the worker's log); nothing was stored", s->task);
+        return;
+    }
+    if (user_claims) {
+        json_t *c = json_pack("{s:s}", "sub", subject);
+        claims = c ? json_dumps(c, JSON_COMPACT) : NULL;
+        json_decref(c);
+        if (!claims) {
+            rw_req_error(r, 503, "out_of_memory", "out of memory");
+            return;
+        }
+    }
+    ok = rw_intake_db_add_webhook_job(r, s->task, s->subject ? subject : NULL, claims);
+    free(claims);
+    if (!ok) {
         not_ready(r);
         return;
     }

@@ -21,7 +21,7 @@
 #define RW_STR_(x) #x
 #define RW_STR(x) RW_STR_(x)
 
-enum rw_route { RT_NONE, RT_JOBS, RT_WEBHOOK, RT_HEALTHZ, RT_READYZ, RT_METRICS };
+enum rw_route { RT_NONE, RT_JOBS, RT_WEBHOOK, RT_HEALTHZ, RT_READYZ, RT_METRICS, RT_UI };
 
 struct rw_req {
     struct rw_intake *in;
@@ -46,6 +46,10 @@ struct rw_req {
     char *resp;                   /* owned response body */
     bool resp_text;               /* text/plain (metrics) instead of JSON */
     long long job_id;
+    /* RT_UI (worker/console.c) */
+    char *url;                    /* owned copy of the path */
+    const char *ctype;            /* static Content-Type of the answer, or NULL */
+    char note[136];               /* what an action did, for its log line */
     struct rw_req *next, *prev;   /* in->reqs */
 };
 
@@ -58,6 +62,7 @@ struct rw_intake {
     struct rw_verifier *verifier; /* owned; NULL when no JWT settings */
     struct { unsigned char key[RW_WEBHOOK_KEY_MAX]; int keylen; } keys[RW_MAX_WEBHOOKS];
     rw_pg *pg;                    /* owned admin connection */
+    struct rw_console *console;   /* owned; NULL when the console is off */
     bool pg_ready, schema_ok, check_inflight;
     int backoff_ms;
     char not_ready[160];          /* why /readyz says 503 */
@@ -92,7 +97,15 @@ bool rw_intake_db_ready(const struct rw_intake *in);
  * answers the request when done. Returns false (nothing sent) when the
  * database is not ready or the submit failed; the caller answers 503. */
 bool rw_intake_db_add_user_job(struct rw_req *r, const char *claims, const char *sub);
-bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task);
+/* subject and claims (JSON text) may be NULL. */
+bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task, const char *subject,
+                                  const char *claims);
+/* The subject at JSON pointer ptr in a webhook body: a non-empty string of at
+ * most 255 bytes (no NUL) or an integer, as text in out. Returns 0 or -1. */
+int rw_intake_webhook_subject(json_t *body, const char *ptr, char *out, size_t outlen);
+
+/* metrics_db.c: answers GET /metrics, after reading the queues when it can */
+void rw_metrics_scrape(struct rw_req *r);
 
 /* intake_handlers.c */
 void rw_intake_jobs(struct rw_req *r);

@@ -48,13 +48,31 @@ int rw_schema_version(PGconn *admin, char *err, size_t errlen)
     return v;
 }
 
+/* One migration in one transaction under a transaction-level advisory lock,
+ * the version read again under the lock: several processes may migrate at
+ * once, and nothing outlives the transaction, so this works the same
+ * through a transaction pooler (PgBouncer, Neon's -pooler endpoint) as on a
+ * direct connection. Returns 1 applied, 0 already there, -1 (err filled). */
 static int apply_one(PGconn *c, const struct rw_migration *m, char *err, size_t errlen)
 {
     char msg[1024];
     char ins[256];
+    int current;
 
     if (exec_ok(c, "begin", msg, sizeof msg) < 0 ||
-        exec_ok(c, m->sql, msg, sizeof msg) < 0) {
+        exec_ok(c, "select pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")", msg, sizeof msg) < 0 ||
+        exec_ok(c, "set local client_min_messages = warning", msg, sizeof msg) < 0) {
+        snprintf(err, errlen, "could not take the migration lock: %s", msg);
+        exec_ok(c, "rollback", msg, sizeof msg);
+        return -1;
+    }
+    if ((current = rw_schema_version(c, err, errlen)) < 0) {
+        exec_ok(c, "rollback", msg, sizeof msg);
+        return -1;
+    }
+    if (current >= m->version)
+        return exec_ok(c, "commit", msg, sizeof msg) < 0 ? -1 : 0;
+    if (exec_ok(c, m->sql, msg, sizeof msg) < 0) {
         snprintf(err, errlen, "migration %s failed: %s", m->name, msg);
         exec_ok(c, "rollback", msg, sizeof msg);
         return -1;
@@ -67,51 +85,42 @@ static int apply_one(PGconn *c, const struct rw_migration *m, char *err, size_t 
         exec_ok(c, "rollback", msg, sizeof msg);
         return -1;
     }
-    return 0;
+    return 1;
 }
 
 int rw_migrate(PGconn *admin, char *err, size_t errlen)
 {
     char msg[1024];
-    int applied = 0, current;
+    int applied = 0, current, rc;
 
-    if (exec_ok(admin, "set client_min_messages = warning", msg, sizeof msg) < 0 ||
-        exec_ok(admin, "select pg_advisory_lock(" MIGRATE_LOCK_KEY ")", msg, sizeof msg) < 0) {
-        snprintf(err, errlen, "could not take the migration lock: %s", msg);
-        return -1;
-    }
     if (exec_ok(admin,
+                "begin; select pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ");"
+                "set local client_min_messages = warning;"
                 "create schema if not exists rlsworker;"
                 "create table if not exists rlsworker.migrations ("
                 " version int primary key, name text not null,"
-                " applied_at timestamptz not null default now())",
+                " applied_at timestamptz not null default now());"
+                "commit",
                 msg, sizeof msg) < 0) {
+        exec_ok(admin, "rollback", msg + 512, sizeof msg - 512);
         snprintf(err, errlen, "could not create schema rlsworker: %s"
                  "(the admin role needs CREATE on the database)", msg);
-        applied = -1;
-        goto out;
+        return -1;
     }
     current = rw_schema_version(admin, err, errlen);
-    if (current < 0) {
-        applied = -1;
-        goto out;
-    }
+    if (current < 0)
+        return -1;
     if (current > rw_migrations_latest()) {
         snprintf(err, errlen, "the database is at schema version %d, newer than this "
                  "binary's %d: upgrade rlsworker", current, rw_migrations_latest());
-        applied = -1;
-        goto out;
+        return -1;
     }
     for (int i = 0; i < rw_migrations_count; i++) {
         if (rw_migrations[i].version <= current)
             continue;
-        if (apply_one(admin, &rw_migrations[i], err, errlen) < 0) {
-            applied = -1;
-            goto out;
-        }
-        applied++;
+        if ((rc = apply_one(admin, &rw_migrations[i], err, errlen)) < 0)
+            return -1;
+        applied += rc;
     }
-out:
-    exec_ok(admin, "select pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", msg, sizeof msg);
     return applied;
 }

@@ -18,8 +18,9 @@ extern const int rw_migrations_count;
 /* Latest version compiled into this binary. */
 int rw_migrations_latest(void);
 
-/* Applies the missing migrations under an advisory lock (safe when several
- * processes migrate at once). Blocking; for `rlsworker migrate` and start-up.
+/* Applies the missing migrations, each in its own transaction under a
+ * transaction-level advisory lock (safe when several processes migrate at
+ * once, and through a transaction pooler). Blocking; for `rlsworker migrate`.
  * Returns the number applied (>= 0), or -1 with err filled. */
 int rw_migrate(PGconn *admin, char *err, size_t errlen);
 

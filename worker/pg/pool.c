@@ -53,6 +53,22 @@ struct rw_pool *rw_pool_new(struct ev_loop *loop, const char *name, const char *
 }
 
 const char *rw_pool_name(const struct rw_pool *p) { return p->name; }
+
+void rw_pool_stats(const struct rw_pool *p, struct rw_pool_stats *st)
+{
+    *st = (struct rw_pool_stats){.max = p->max};
+    for (const struct rw_pconn *pc = p->conns; pc; pc = pc->next) {
+        if (pc->job)
+            st->in_use++;
+        else if (pc->ready)
+            st->idle++;
+        else
+            st->opening++;
+    }
+    for (const struct rw_pool_waiter *wt = p->wait_head; wt; wt = wt->next)
+        st->waiting++;
+}
+
 rw_pg *rw_pconn_pg(struct rw_pconn *pc) { return pc->pg; }
 struct rw_pool *rw_pconn_pool(struct rw_pconn *pc) { return pc->pool; }
 

@@ -28,6 +28,9 @@ struct rw_pool *rw_pool_new(struct ev_loop *loop, const char *name, const char *
                             int connect_timeout_s);
 void rw_pool_free(struct rw_pool **p);
 const char *rw_pool_name(const struct rw_pool *p);
+/* Connections by use, and waiters waiting for one (for /metrics). */
+struct rw_pool_stats { int in_use, idle, opening, waiting, max; };
+void rw_pool_stats(const struct rw_pool *p, struct rw_pool_stats *st);
 /* Queues the waiter for a connection; wt->on_conn is called when it has one
  * (possibly before this returns), or wt->on_fail. */
 void rw_pool_acquire(struct rw_pool *p, struct rw_pool_waiter *wt);

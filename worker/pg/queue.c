@@ -60,16 +60,14 @@ int rw_queue_register_worker(rw_pg *pg, const char *worker, const char *host, in
     char pidtext[16];
     const char *reg[3] = {worker, host, pidtext};
     const char *rel[2] = {worker, known_ids};
-    struct rw_pg_stmt st[4];
+    struct rw_pg_stmt st[2];
 
     snprintf(pidtext, sizeof pidtext, "%d", pid);
-    st[0] = (struct rw_pg_stmt){"listen rlsworker_jobs", 0, NULL};
-    st[1] = (struct rw_pg_stmt){"listen rlsworker_cancel", 0, NULL};
-    st[2] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int)", 3, reg};
-    st[3] = (struct rw_pg_stmt){
+    st[0] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int)", 3, reg};
+    st[1] = (struct rw_pg_stmt){
         "select rlsworker.release_jobs($1, array(select id from rlsworker.jobs"
         " where locked_by = $1 and state = 'running' and id <> all($2::bigint[])))", 2, rel};
-    return rw_pg_submit(pg, st, 4, cb, arg);
+    return rw_pg_submit(pg, st, 2, cb, arg);
 }
 
 int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg)
@@ -169,15 +167,16 @@ int rw_queue_cron_fire(rw_pg *pg, const struct rw_queue_cron_tick *t, rw_pg_done
                        void *arg)
 {
     char prio[16], max[16];
-    const char *params[10] = {t->id, t->tick, t->task, t->payload,
+    const char *params[11] = {t->id, t->tick, t->task, t->payload,
                               t->backfilled ? "true" : "false", t->queue, prio,
-                              t->max_attempts > 0 ? max : NULL, t->run_as, t->subject};
+                              t->max_attempts > 0 ? max : NULL, t->run_as, t->subject,
+                              t->claims};
 
     snprintf(prio, sizeof prio, "%d", t->priority);
     snprintf(max, sizeof max, "%d", t->max_attempts);
     return rw_pg_query(pg, "select rlsworker.cron_fire($1, $2::timestamptz, $3, $4::jsonb, "
-                       "$5::boolean, $6, $7::int, $8::int, $9, $10)",
-                       10, params, cb, arg);
+                       "$5::boolean, $6, $7::int, $8::int, $9, $10, $11::jsonb)",
+                       11, params, cb, arg);
 }
 
 const char *rw_queue_cron_fire_job(const struct rw_pg_result *r)
@@ -192,13 +191,13 @@ const char *rw_queue_cron_fire_job(const struct rw_pg_result *r)
 static const char CHECK_SQL[] =
     "select coalesce(max(version), 0) from rlsworker.migrations";
 static const char DEPTH_SQL[] =
-    "select s.state, count(j.id) from unnest(array['queued', 'running', 'dead']) s(state) "
+    "select s.state, count(j.id) from unnest(array['queued', 'running', 'dead', 'cancelled']) s(state) "
     "left join rlsworker.jobs j on j.state = s.state group by s.state";
 static const char ADD_USER_JOB_SQL[] =
     "select rlsworker.add_job(task => $1, payload => $2::jsonb, run_at => $3::timestamptz, "
     "job_key => $4, claims => $5::jsonb, run_as => 'user')";
 static const char ADD_WEBHOOK_JOB_SQL[] =
-    "select job_id, replay from rlsworker.add_webhook_job($1, $2, $3, $4::jsonb)";
+    "select job_id, replay from rlsworker.add_webhook_job($1, $2, $3, $4::jsonb, $5, $6::jsonb)";
 
 int rw_queue_readiness(rw_pg *pg, rw_pg_done_cb cb, void *arg)
 {
@@ -238,11 +237,12 @@ long long rw_queue_added_job(const struct rw_pg_result *r)
 }
 
 int rw_queue_add_webhook_job(rw_pg *pg, const char *source, const char *delivery,
-                             const char *task, const char *body, rw_pg_done_cb cb, void *arg)
+                             const char *task, const char *body, const char *subject,
+                             const char *claims, rw_pg_done_cb cb, void *arg)
 {
-    const char *params[4] = {source, delivery, task, body};
+    const char *params[6] = {source, delivery, task, body, subject, claims};
 
-    return rw_pg_query(pg, ADD_WEBHOOK_JOB_SQL, 4, params, cb, arg);
+    return rw_pg_query(pg, ADD_WEBHOOK_JOB_SQL, 6, params, cb, arg);
 }
 
 bool rw_queue_added_webhook_replay(const struct rw_pg_result *r)

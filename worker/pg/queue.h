@@ -52,8 +52,8 @@ void rw_queue_claimed_row(const struct rw_pg_result *r, int row, struct rw_queue
 
 /* ---- register_worker, deregister_worker (001_init.sql) ------------------- */
 
-/* After (re)connecting the control connection, one round trip: LISTEN on
- * rlsworker_jobs and rlsworker_cancel, register_worker(worker, host, pid),
+/* After (re)connecting the control connection, one round trip:
+ * register_worker(worker, host, pid),
  * and release_jobs of the jobs the database says worker holds that are not
  * in known_ids (a Postgres array literal such as "{1,2}"). */
 int rw_queue_register_worker(rw_pg *pg, const char *worker, const char *host, int pid,
@@ -105,6 +105,7 @@ struct rw_queue_cron_tick {
     int max_attempts;             /* 0: not set */
     const char *run_as;
     const char *subject;
+    const char *claims;           /* JSON object text, or NULL */
 };
 
 int rw_queue_cron_fire(rw_pg *pg, const struct rw_queue_cron_tick *t, rw_pg_done_cb cb,
@@ -131,11 +132,12 @@ int rw_queue_add_user_job(rw_pg *pg, const char *task, const char *payload, cons
                           void *arg) RW_QUEUE_WUR;
 /* A successful add_job (or add_webhook_job) answer: the job's id. */
 long long rw_queue_added_job(const struct rw_pg_result *r);
-/* add_webhook_job(source, delivery id, task, body); the answer's id is
+/* add_webhook_job(source, delivery id, task, body, subject, claims), subject
+ * and claims (JSON text) NULL for a system task (008); the answer's id is
  * rw_queue_added_job's, and whether it was a replay of a known delivery. */
 int rw_queue_add_webhook_job(rw_pg *pg, const char *source, const char *delivery,
-                             const char *task, const char *body, rw_pg_done_cb cb,
-                             void *arg) RW_QUEUE_WUR;
+                             const char *task, const char *body, const char *subject,
+                             const char *claims, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
 bool rw_queue_added_webhook_replay(const struct rw_pg_result *r);
 
 #endif

@@ -29,6 +29,7 @@ PGresult *rw_queue_cli_add_job(PGconn *c, const struct rw_queue_new_job *j)
     " 'has_claims', claims is not null, 'subject', subject, 'run_as', run_as," \
     " 'priority', priority, 'run_at', run_at, 'attempts', attempts," \
     " 'max_attempts', max_attempts, 'state', state, 'last_error', last_error," \
+    " 'errors', errors," \
     " 'job_key', job_key, 'locked_by', locked_by, 'locked_at', locked_at," \
     " 'created_at', created_at, 'updated_at', updated_at)"
 
@@ -42,6 +43,26 @@ PGresult *rw_queue_cli_list_jobs(PGconn *c, const char *state, const char *task,
         " select " JOB_JSON "::jsonb as j from rlsworker.jobs"
         " where ($1::text is null or state = $1) and ($2::text is null or task = $2)"
         " order by id limit $3::int) s", 3, params);
+}
+
+/* A finished run from rlsworker.job_history (never claims: only the subject). */
+#define RUN_JSON \
+    "json_build_object('id', job_id, 'task', task, 'queue', queue, 'subject', subject," \
+    " 'run_as', run_as, 'attempts', attempts, 'state', outcome, 'worker', worker_id," \
+    " 'error', error, 'created_at', created_at, 'started_at', started_at," \
+    " 'finished_at', finished_at, 'duration_ms'," \
+    " round(extract(epoch from duration) * 1000, 3))"
+
+PGresult *rw_queue_cli_list_history(PGconn *c, const char *outcome, const char *task,
+                                    const char *limit)
+{
+    const char *params[3] = {outcome, task, limit ? limit : "100"};
+
+    return exec(c,
+        "select coalesce(json_agg(" RUN_JSON " order by finished_at desc, id desc), '[]')::text"
+        " from (select * from rlsworker.job_history"
+        "  where ($1::text is null or outcome = $1) and ($2::text is null or task = $2)"
+        "  order by finished_at desc, id desc limit $3::int) h", 3, params);
 }
 
 PGresult *rw_queue_cli_show_job(PGconn *c, const char *id)

@@ -19,6 +19,10 @@ PGresult *rw_queue_cli_add_job(PGconn *c, const struct rw_queue_new_job *j);
 /* list: a JSON array of up to limit jobs, filtered by state and task (NULL: any). */
 PGresult *rw_queue_cli_list_jobs(PGconn *c, const char *state, const char *task,
                                  const char *limit);
+/* job_history (007): a JSON array of up to limit finished runs, newest
+ * first, filtered by outcome and task (NULL: any). */
+PGresult *rw_queue_cli_list_history(PGconn *c, const char *outcome, const char *task,
+                                    const char *limit);
 /* show: one JSON object, or no row. */
 PGresult *rw_queue_cli_show_job(PGconn *c, const char *id);
 /* retry_job, cancel_job (001_init.sql): one text, what happened. */

@@ -1,0 +1,571 @@
+/* Group commit of user jobs (docs/guarantees.md, "Group commit").
+ *
+ * Ready SQL jobs of one restricted role share one transaction on one
+ * connection, each in its own savepoint, all in one pipeline:
+ *
+ *   begin;
+ *   savepoint j0; <settings of job 0>; <its statements>;
+ *     set constraints all immediate; complete_job(id0, token0); release savepoint j0;
+ *   savepoint j1; reset all; close all; discard temp; <settings of job 1>; ...
+ *   commit; discard all
+ *
+ * So each job's effects and its completion still commit together or not at
+ * all. A job whose statement fails ends alone: the pipeline stops at the
+ * error, and the rest is sent again behind `rollback to savepoint jK`; its
+ * batch-mates before it stay in the transaction, those after it run in the
+ * new send. A group is open to new jobs of its role until it gets a
+ * connection; the pool is asked once per loop turn (ev_prepare), so the
+ * jobs one claim brings in share transactions. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "jobs/exec/exec_int.h"
+#include "jobs/exec/group.h"
+#include "jobs/task/taskfile.h"
+#include "worker/base/config.h"
+#include "worker/base/log.h"
+#include "worker/pg/errtext.h"
+
+#define SQLSTATE_NOT_HELD "RW001"
+#define SQLSTATE_QUERY_CANCELED "57014"
+
+enum member_state { M_PENDING, M_SENT, M_RELEASED, M_ENDED };
+
+struct member {
+    struct rw_job *job;
+    enum member_state st;
+    int first_task_stmt;          /* in the op in flight */
+};
+
+struct rw_group {
+    struct rw_executor *ex;
+    struct rw_pool *pool;
+    struct rw_pool_waiter waiter;
+    struct rw_pconn *pc;
+    struct member *m;
+    int n, cap;
+    bool acquiring;               /* handed to the pool, waiting for a connection */
+    int *owner;                   /* per statement of the op in flight: member or -1 */
+    int nstmts;
+    struct rw_group *next;        /* the executor's groups without a connection */
+};
+
+/* ---- which tasks may share a transaction --------------------------------- */
+
+static const char *skip_space_and_comments(const char *s)
+{
+    for (;;) {
+        while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+            s++;
+        if (s[0] == '-' && s[1] == '-') {
+            while (*s && *s != '\n')
+                s++;
+        } else if (s[0] == '/' && s[1] == '*') {
+            const char *e = strstr(s + 2, "*/");
+            s = e ? e + 2 : s + strlen(s);
+        } else
+            return s;
+    }
+}
+
+/* Statements that start with a DML keyword and name none of the functions
+ * whose effect outlives a savepoint's release in ways `reset all; close all;
+ * discard temp` does not undo (advisory locks) or that change settings
+ * beyond the job (set_config is reset, but is cheap to keep out). A false
+ * "no" only means the task runs in a transaction of its own. */
+static bool stmt_groupable(const char *sql)
+{
+    static const char *const lead[] = {"select", "insert", "update", "delete", "with",
+                                       "values", "table", NULL};
+    static const char *const banned[] = {"advisory", "set_config", "dblink", NULL};
+    const char *s = skip_space_and_comments(sql);
+    size_t w = 0;
+    bool ok = false;
+
+    while ((s[w] >= 'a' && s[w] <= 'z') || (s[w] >= 'A' && s[w] <= 'Z'))
+        w++;
+    for (int i = 0; lead[i]; i++)
+        if (strlen(lead[i]) == w && strncasecmp(s, lead[i], w) == 0)
+            ok = true;
+    if (!ok)
+        return false;
+    for (int i = 0; banned[i]; i++)
+        if (strcasestr(sql, banned[i]))
+            return false;
+    return true;
+}
+
+bool rw_group_eligible(const struct rw_job *job)
+{
+    const struct rw_task *t = job->t;
+
+    if (rw_config_group_max(job->ex->cfg) < 2 || !t || t->builtin ||
+        t->run_as == RW_RUN_AS_SYSTEM || t->no_group || t->nstmts == 0)
+        return false;
+    for (int i = 0; i < t->nstmts; i++)
+        if (!stmt_groupable(t->stmts[i].sql))
+            return false;
+    return true;
+}
+
+bool rw_group_has_room(const struct rw_executor *ex, const struct rw_pool *pool)
+{
+    for (const struct rw_group *g = ex->groups; g; g = g->next)
+        if (g->pool == pool && g->n < rw_config_group_max(ex->cfg))
+            return true;
+    return false;
+}
+
+/* ---- life of a group ----------------------------------------------------- */
+
+static void unlink_open(struct rw_group *g)
+{
+    for (struct rw_group **gp = &g->ex->groups; *gp; gp = &(*gp)->next)
+        if (*gp == g) {
+            *gp = g->next;
+            break;
+        }
+    g->next = NULL;
+}
+
+static void group_free(struct rw_group *g)
+{
+    free(g->m);
+    free(g->owner);
+    free(g);
+}
+
+static int live_members(const struct rw_group *g)
+{
+    int n = 0;
+
+    for (int i = 0; i < g->n; i++)
+        n += g->m[i].st != M_ENDED;
+    return n;
+}
+
+/* The member leaves the group before its end is reported (the owner frees
+ * the job in on_end). */
+static struct rw_job *take(struct rw_group *g, int i)
+{
+    struct rw_job *job = g->m[i].job;
+
+    g->m[i].st = M_ENDED;
+    g->m[i].job = NULL;
+    job->group = NULL;
+    job->pc = NULL;
+    return job;
+}
+
+static void group_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc);
+static void group_on_fail(struct rw_pool_waiter *wt, const char *why);
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct rw_executor *ex = w->data;
+    struct rw_group *todo[64];
+    int n = 0;
+
+    ev_prepare_stop(loop, w);
+    for (struct rw_group *g = ex->groups; g && n < 64; g = g->next)
+        if (!g->acquiring)
+            todo[n++] = g;
+    for (int i = 0; i < n; i++) {
+        todo[i]->acquiring = true;
+        rw_pool_acquire(todo[i]->pool, &todo[i]->waiter);   /* may run group_on_conn now */
+    }
+    for (struct rw_group *g = ex->groups; g; g = g->next)
+        if (!g->acquiring)
+            ev_prepare_start(loop, w);
+}
+
+void rw_group_add(struct rw_job *job)
+{
+    struct rw_executor *ex = job->ex;
+    int max = rw_config_group_max(ex->cfg);
+    struct rw_group *g;
+
+    for (g = ex->groups; g; g = g->next)
+        if (g->pool == job->pool && g->n < max)
+            break;
+    if (!g) {
+        g = calloc(1, sizeof *g);
+        if (!g || !(g->m = calloc((size_t)max, sizeof *g->m))) {
+            free(g);
+            rw_exec_failed(job, "out of memory", false);
+            return;
+        }
+        g->ex = ex;
+        g->pool = job->pool;
+        g->cap = max;
+        g->waiter = (struct rw_pool_waiter){group_on_conn, group_on_fail, NULL};
+        g->next = ex->groups;
+        ex->groups = g;
+        if (!ex->group_prep_init) {
+            ev_prepare_init(&ex->group_prep, on_prepare);
+            ex->group_prep.data = ex;
+            ex->group_prep_init = true;
+        }
+        ev_prepare_start(ex->loop, &ex->group_prep);
+    }
+    g->m[g->n++] = (struct member){job, M_PENDING, 0};
+    job->group = g;
+}
+
+/* The group's first live member holds the group's slot of concurrency;
+ * the others joined it (rw_exec_joins_group) and hold none. */
+bool rw_group_holds_slot(const struct rw_job *job)
+{
+    const struct rw_group *g = job->group;
+
+    if (!g)
+        return true;
+    for (int i = 0; i < g->n; i++)
+        if (g->m[i].st != M_ENDED)
+            return g->m[i].job == job;
+    return true;
+}
+
+/* A job that waits in a group goes away (cancel, shutdown); an empty group
+ * leaves the pool's wait list. */
+void rw_group_forget(struct rw_job *job)
+{
+    struct rw_group *g = job->group;
+
+    for (int i = 0; i < g->n; i++)
+        if (g->m[i].job == job)
+            take(g, i);
+    if (live_members(g) == 0) {
+        if (g->acquiring)
+            rw_pool_forget(g->pool, &g->waiter);
+        unlink_open(g);
+        group_free(g);
+    }
+}
+
+static void group_on_fail(struct rw_pool_waiter *wt, const char *why)
+{
+    struct rw_group *g = (struct rw_group *)((char *)wt - offsetof(struct rw_group, waiter));
+
+    unlink_open(g);
+    rw_warn("could not connect as role %s: %s; %d jobs go back to the queue",
+            rw_pool_name(g->pool), why, live_members(g));
+    for (int i = 0; i < g->n; i++)
+        if (g->m[i].st != M_ENDED)
+            rw_exec_released(take(g, i));
+    group_free(g);
+}
+
+/* ---- one op: the statements of the pending members --------------------- */
+
+struct op_build {
+    struct rw_pg_stmt *st;
+    int n, cap;
+    int *owner;
+    struct rw_bind *binds;
+    int nbinds;
+    char (*ids)[40];
+    char (*tmos)[32];
+    char (*sps)[48];
+    char (*rel)[40];
+    const char *(*params)[6];
+};
+
+static void add(struct op_build *b, int owner, const char *sql, int np, const char *const *p)
+{
+    b->owner[b->n] = owner;
+    b->st[b->n++] = (struct rw_pg_stmt){sql, np, p};
+}
+
+static void op_build_free(struct op_build *b)
+{
+    for (int i = 0; i < b->nbinds; i++)
+        rw_task_bind_free(&b->binds[i]);
+    free(b->binds);
+    free(b->st);
+    free(b->ids);
+    free(b->tmos);
+    free(b->sps);
+    free(b->rel);
+    free(b->params);
+}
+
+static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg);
+
+/* Sends `first` (begin, or rollback to savepoint) and every pending member,
+ * then commit and the session reset. */
+static void send_op(struct rw_group *g, const char *first)
+{
+    rw_pg *pg = rw_pconn_pg(g->pc);
+    struct op_build b = {0};
+    int stmts = 4, njobs = 0, nb = 0;
+    bool fresh = strcmp(first, "begin") == 0;
+    char err[600];
+
+    for (int i = 0; i < g->n; i++)
+        if (g->m[i].st == M_PENDING) {
+            stmts += 9 + g->m[i].job->t->nstmts;
+            nb += g->m[i].job->t->nstmts;
+        }
+    b.cap = stmts;
+    b.st = calloc((size_t)stmts, sizeof *b.st);
+    b.owner = calloc((size_t)stmts, sizeof *b.owner);
+    b.binds = calloc((size_t)nb + 1, sizeof *b.binds);
+    b.ids = calloc((size_t)g->n, sizeof *b.ids);
+    b.tmos = calloc((size_t)g->n, sizeof *b.tmos);
+    b.sps = calloc((size_t)g->n, sizeof *b.sps);
+    b.rel = calloc((size_t)g->n, sizeof *b.rel);
+    b.params = calloc((size_t)g->n, sizeof *b.params);
+    if (!b.st || !b.owner || !b.binds || !b.ids || !b.tmos || !b.sps || !b.rel || !b.params) {
+        free(b.owner);
+        op_build_free(&b);
+        rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
+        return;
+    }
+    add(&b, -1, first, 0, NULL);
+    for (int i = 0; i < g->n; i++) {
+        struct member *m = &g->m[i];
+        struct rw_job *job = m->job;
+        int bind0 = b.nbinds;
+        bool ok = true;
+
+        if (m->st != M_PENDING)
+            continue;
+        if (job->abandoned) {
+            rw_exec_released(take(g, i));
+            continue;
+        }
+        if (job->cancel_requested) {
+            rw_exec_failed(take(g, i), "cancelled: by operator", true);
+            continue;
+        }
+        for (int k = 0; k < job->t->nstmts && ok; k++) {
+            if (rw_task_bind(&job->t->stmts[k], job->payload, job->subject, job->id,
+                             job->attempts, &b.binds[b.nbinds], err, sizeof err) < 0)
+                ok = false;
+            else
+                b.nbinds++;
+        }
+        if (!ok) {
+            while (b.nbinds > bind0)
+                rw_task_bind_free(&b.binds[--b.nbinds]);
+            rw_exec_failed(take(g, i), err, true);
+            continue;
+        }
+        snprintf(b.ids[i], sizeof b.ids[i], "savepoint j%d", i);
+        add(&b, i, b.ids[i], 0, NULL);
+        if (!fresh) {
+            /* what the batch-mate before left in the transaction */
+            add(&b, i, "reset all", 0, NULL);
+            add(&b, i, "close all", 0, NULL);
+            add(&b, i, "discard temp", 0, NULL);
+        }
+        fresh = false;
+        snprintf(b.tmos[i], sizeof b.tmos[i], "%d", rw_exec_timeout_s(job) * 1000);
+        b.st[b.n] = rw_exec_settings_stmt(job, b.params[i], b.tmos[i]);
+        b.owner[b.n++] = i;
+        m->first_task_stmt = b.n;
+        for (int k = 0; k < job->t->nstmts; k++)
+            add(&b, i, job->t->stmts[k].sql, job->t->stmts[k].nparams,
+                b.binds[bind0 + k].values);
+        add(&b, i, "set constraints all immediate", 0, NULL);
+        b.params[i][4] = NULL;
+        snprintf(b.rel[i], sizeof b.rel[i], "%lld", job->id);
+        b.params[i][4] = b.rel[i];
+        b.params[i][5] = job->lock_token;
+        add(&b, i, "select rlsworker_api.complete_job($1::bigint, $2::uuid)", 2,
+            &b.params[i][4]);
+        m->st = M_SENT;
+        njobs++;
+        snprintf(b.sps[i], sizeof b.sps[i], "release savepoint j%d", i);
+        add(&b, i, b.sps[i], 0, NULL);
+    }
+    if (njobs == 0 && fresh) {
+        /* nothing was sent in this transaction yet: nothing to do */
+        op_build_free(&b);
+        free(b.owner);
+        rw_pool_mark_clean(g->pc);
+        rw_pool_release(g->pc);
+        g->pc = NULL;
+        group_free(g);
+        return;
+    }
+    add(&b, -1, "commit", 0, NULL);
+    add(&b, -1, "discard all", 0, NULL);
+    free(g->owner);
+    g->owner = b.owner;
+    g->nstmts = b.n;
+    int rc = rw_pg_submit(pg, b.st, b.n, group_done, g);
+    op_build_free(&b);
+    if (rc < 0) {
+        /* the connection is gone: lost() reports nothing to this op, so end here */
+        for (int i = 0; i < g->n; i++)
+            if (g->m[i].st != M_ENDED)
+                rw_exec_failed(take(g, i), "could not send the job's statements", false);
+        rw_pool_release(g->pc);
+        group_free(g);
+    }
+}
+
+static void group_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
+{
+    struct rw_group *g = (struct rw_group *)((char *)wt - offsetof(struct rw_group, waiter));
+    struct rw_executor *ex = g->ex;
+    double total = 2.0;
+
+    unlink_open(g);
+    g->pc = pc;
+    if (PQtransactionStatus(rw_pg_conn(rw_pconn_pg(pc))) != PQTRANS_IDLE) {
+        /* never happens by design; refuse to run on such a connection */
+        rw_pool_release(pc);
+        for (int i = 0; i < g->n; i++)
+            if (g->m[i].st != M_ENDED)
+                rw_exec_failed(take(g, i), "connection was not idle before the job; "
+                               "discarded it", false);
+        group_free(g);
+        return;
+    }
+    for (int i = 0; i < g->n; i++)
+        if (g->m[i].st != M_ENDED)
+            total += rw_exec_timeout_s(g->m[i].job);
+    for (int i = 0; i < g->n; i++) {
+        struct rw_job *job = g->m[i].job;
+        if (g->m[i].st == M_ENDED)
+            continue;
+        job->pc = pc;
+        rw_job_set_state(job, RW_JOB_RUNNING);
+        job->started = ev_now(ex->loop);
+        /* the backstop when a cancel has no effect: it hits the whole group */
+        ev_timer_set(&job->timeout, total, 0.);
+        ev_timer_start(ex->loop, &job->timeout);
+    }
+    send_op(g, "begin");
+}
+
+/* ---- results ------------------------------------------------------------- */
+
+static void describe(struct rw_job *job, int s, const struct rw_pg_result *r,
+                     char *err, size_t errlen)
+{
+    bool canceled = r->sqlstate && strcmp(r->sqlstate, SQLSTATE_QUERY_CANCELED) == 0;
+    char pgerr[RW_ERRTEXT_MAX + 64];
+
+    rw_errtext_pg(pgerr, sizeof pgerr, r->error, r->sqlstate);
+    if (job->timed_out || (canceled && !job->cancel_requested))
+        snprintf(err, errlen, "timed out after %d s", rw_exec_timeout_s(job));
+    else if (job->cancel_requested)
+        snprintf(err, errlen, "cancelled: %s", r->error ? pgerr : "by operator");
+    else if (s >= 0 && s < job->t->nstmts)
+        snprintf(err, errlen, "statement %d (%s:%d): %s", s + 1,
+                 job->t->path ? job->t->path : job->t->name, job->t->stmts[s].line, pgerr);
+    else
+        snprintf(err, errlen, "%s", pgerr);
+}
+
+static bool status_ok(const struct rw_pg_result *r, int i)
+{
+    return i >= 0 && i < r->nresults && r->results[i] &&
+           PQresultStatus(r->results[i]) == PGRES_COMMAND_OK;
+}
+
+/* Ends every member still in the group the same way. */
+static void end_all(struct rw_group *g, const char *error)
+{
+    for (int i = 0; i < g->n; i++) {
+        if (g->m[i].st == M_ENDED)
+            continue;
+        struct rw_job *job = take(g, i);
+        if (job->abandoned)
+            rw_exec_released(job);
+        else if (!error)
+            rw_exec_committed(job);
+        else
+            rw_exec_failed(job, error, false);
+    }
+}
+
+static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    struct rw_group *g = arg;
+    struct rw_pconn *pc = g->pc;
+    int f = -1, n = g->nstmts;
+    char err[1200];
+
+    if (r->ok && status_ok(r, n - 1)) {
+        end_all(g, NULL);
+        rw_pool_mark_clean(pc);
+        rw_pool_release(pc);
+        group_free(g);
+        return;
+    }
+    if (status_ok(r, n - 2)) {
+        rw_warn("could not reset the session after a group of jobs of role %s: %s; "
+                "closing its connection", rw_pool_name(g->pool),
+                r->error ? r->error : "no result");
+        end_all(g, NULL);
+        rw_pool_release(pc);
+        group_free(g);
+        return;
+    }
+    if (r->conn_lost) {
+        bool timed_out = false;
+        for (int i = 0; i < g->n; i++)
+            if (g->m[i].st != M_ENDED && g->m[i].job->timed_out)
+                timed_out = true;
+        if (timed_out)
+            snprintf(err, sizeof err, "timed out (the connection of its group was dropped "
+                     "when a cancel had no effect)");
+        else
+            snprintf(err, sizeof err, "connection lost while running: %s",
+                     r->error ? r->error : "no result");
+        rw_pool_release(pc);
+        end_all(g, err);
+        group_free(g);
+        return;
+    }
+    for (int i = 0; i < r->nresults && i < n; i++) {
+        ExecStatusType st = r->results[i] ? PQresultStatus(r->results[i]) : PGRES_EMPTY_QUERY;
+        if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR) {
+            f = i;
+            break;
+        }
+    }
+    int k = f >= 0 ? g->owner[f] : -1;
+    if (k < 0) {
+        /* begin, rollback to savepoint or commit failed: the whole transaction */
+        char pgerr[RW_ERRTEXT_MAX + 64];
+        rw_errtext_pg(pgerr, sizeof pgerr, r->error, r->sqlstate);
+        snprintf(err, sizeof err, "the transaction of its group failed: %s", pgerr);
+        end_all(g, err);
+        g->pc = NULL;
+        rw_exec_reset_after_failure(pg, pc);
+        group_free(g);
+        return;
+    }
+    /* member k failed: the ones before it stay in the transaction, the ones
+     * after it are sent again behind the rollback to k's savepoint */
+    struct rw_job *job = g->m[k].job;
+    bool canceled = r->sqlstate && strcmp(r->sqlstate, SQLSTATE_QUERY_CANCELED) == 0;
+    bool mate_cancelled = false;
+    for (int i = 0; i < g->n; i++)
+        if (i != k && g->m[i].st != M_ENDED && g->m[i].job->cancel_requested)
+            mate_cancelled = true;
+    for (int i = 0; i < g->n; i++)
+        if (g->m[i].st == M_SENT)
+            g->m[i].st = i < k ? M_RELEASED : M_PENDING;
+    describe(job, f - g->m[k].first_task_stmt, r, err, sizeof err);
+    take(g, k);
+    if (r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
+        rw_job_log(RW_LOG_WARNING, job, "no longer held by this worker; its effects were rolled back");
+        rw_exec_lost(job);
+    } else if (job->abandoned || (canceled && !job->cancel_requested && !job->timed_out &&
+                                  mate_cancelled)) {
+        /* a cancel meant for a batch-mate stopped this job: not its fault */
+        rw_exec_released(job);
+    } else
+        rw_exec_failed(job, err, job->cancel_requested && !job->timed_out);
+    snprintf(err, sizeof err, "rollback to savepoint j%d", k);
+    send_op(g, err);
+}

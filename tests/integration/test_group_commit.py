@@ -1,0 +1,235 @@
+"""Group commit of user jobs (issue 11): ready jobs of one restricted role
+share one transaction, each in its own savepoint (docs/guarantees.md, "Group
+commit"). Every test proves the jobs really shared a transaction by the
+top-level transaction id each job records (txid_current() inside a savepoint
+is the transaction's), so none passes merely because nothing was grouped."""
+import json
+
+from helpers import write_task
+
+SCHEMA = """
+create table gc_log (
+    n        int not null,
+    attempt  int not null,
+    xid      bigint not null,
+    user_id  text not null default (auth.user_id()),
+    leak     text
+);
+alter table gc_log enable row level security;
+create policy gc_log_own on gc_log for all to authenticated_backend
+    using ((select auth.user_id()) = user_id)
+    with check ((select auth.user_id()) = user_id);
+
+create table gc_seen (
+    n        int not null,
+    xid      bigint not null,
+    visible  int not null,
+    user_id  text not null default (auth.user_id())
+);
+alter table gc_seen enable row level security;
+create policy gc_seen_own on gc_seen for all to authenticated_backend
+    using ((select auth.user_id()) = user_id)
+    with check ((select auth.user_id()) = user_id);
+
+-- a function that leaves a transaction-local setting behind, under a name
+-- the task's text does not show
+create function gc_mark(v text) returns text language sql
+    as $$ select set_config('app.gc_mark', v, true) $$;
+grant execute on function gc_mark(text) to authenticated_backend;
+"""
+
+
+def make_schema(db, tmp_path):
+    db.sql(SCHEMA)
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    return tasks
+
+
+def run_once(rlsworker, db, tasks, *extra):
+    r = rlsworker.cli("run", "--once", "--tasks", str(tasks), "--concurrency", "1",
+                      "--backoff-base", "1", *extra, env=db.env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def add(db, task, n, sub, priority=0):
+    db.sql("select rlsworker.add_job(%s, %s::jsonb, claims => %s::jsonb, priority => %s)",
+           (task, json.dumps({"n": n}), json.dumps({"sub": sub, "role": "authenticated"}),
+            priority))
+
+
+def test_failing_job_rolls_back_alone_and_batch_mates_commit_once(rlsworker, db, tmp_path):
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_log.sql", """-- task: gc.log
+-- run_as: user
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+select 1 / (case when :n::int = 5 and :attempt::int = 1 then 0 else 1 end);
+""")
+    for n in range(10):
+        add(db, "gc.log", n, "user%d" % (n % 3))
+    run_once(rlsworker, db, tasks)
+    rows = db.sql("select n, attempt, xid, user_id from gc_log order by n")
+    assert [r[0] for r in rows] == list(range(10)), rows        # each exactly once
+    by_n = {r[0]: r for r in rows}
+    assert by_n[5][1] == 2                                        # retried after its failure
+    assert all(by_n[n][1] == 1 for n in range(10) if n != 5)
+    first = {by_n[n][2] for n in range(10) if n != 5}
+    assert len(first) == 1, "the nine first attempts should share one transaction: %r" % rows
+    assert by_n[5][2] not in first
+    assert all(r[3] == "user%d" % (r[0] % 3) for r in rows), rows  # each its own user's
+    assert db.val("select count(*) from rlsworker.jobs") == 0
+
+
+def test_batch_mate_of_another_user_cannot_read_uncommitted_rows(rlsworker, db, tmp_path):
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_write.sql", """-- task: gc.write
+-- run_as: user
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+""")
+    write_task(tasks, "gc_peek.sql", """-- task: gc.peek
+-- run_as: user
+insert into gc_seen (n, xid, visible) select :n::int, txid_current(), count(*) from gc_log;
+""")
+    add(db, "gc.write", 1, "alice", priority=0)
+    add(db, "gc.peek", 2, "bob", priority=1)     # after alice's write, same transaction
+    add(db, "gc.peek", 3, "alice", priority=2)   # the control: alice sees her own row
+    run_once(rlsworker, db, tasks)
+    wrote = db.one("select xid from gc_log where n = 1")[0]
+    seen = dict((r[0], r[1:]) for r in db.sql("select n, xid, visible, user_id from gc_seen"))
+    assert seen[2][0] == wrote and seen[3][0] == wrote, (wrote, seen)
+    assert seen[2][1:] == (0, "bob")
+    assert seen[3][1:] == (1, "alice")
+
+
+def test_deferred_constraint_trigger_fires_under_its_jobs_claims(rlsworker, db, tmp_path):
+    tasks = make_schema(db, tmp_path)
+    db.sql("""
+create table gc_audit (n int, fired_as text, row_owner text);
+create function gc_audit_fn() returns trigger language plpgsql security definer
+    set search_path = public as $$
+begin
+    insert into gc_audit values (new.n,
+        current_setting('request.jwt.claims', true)::jsonb ->> 'sub', new.user_id);
+    return null;
+end $$;
+create constraint trigger gc_audit_trg after insert on gc_log
+    deferrable initially deferred for each row execute function gc_audit_fn();
+""")
+    write_task(tasks, "gc_log.sql", """-- task: gc.log
+-- run_as: user
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+""")
+    for n in range(6):
+        add(db, "gc.log", n, "user%d" % n)
+    run_once(rlsworker, db, tasks)
+    assert db.val("select count(distinct xid) from gc_log") == 1
+    rows = db.sql("select n, fired_as, row_owner from gc_audit order by n")
+    assert rows == [(n, "user%d" % n, "user%d" % n) for n in range(6)], rows
+
+
+def test_settings_do_not_leak_to_a_batch_mate(rlsworker, db, tmp_path):
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_mark.sql", """-- task: gc.mark
+-- run_as: user
+select gc_mark('secret-of-' || :n::text);
+insert into gc_log (n, attempt, xid, leak)
+values (:n::int, :attempt::int, txid_current(), current_setting('app.gc_mark', true));
+""")
+    for n in range(4):
+        add(db, "gc.mark", n, "user%d" % n)
+    run_once(rlsworker, db, tasks)
+    rows = db.sql("select n, xid, leak from gc_log order by n")
+    assert len({r[1] for r in rows}) == 1, rows
+    # each job sees its own mark; none starts with the one before it set:
+    # a probe first in the job would see '' (reset all between batch-mates)
+    assert [r[2] for r in rows] == ["secret-of-%d" % n for n in range(4)]
+    write_task(tasks, "gc_probe.sql", """-- task: gc.probe
+-- run_as: user
+insert into gc_log (n, attempt, xid, leak)
+values (:n::int, :attempt::int, txid_current(), coalesce(current_setting('app.gc_mark', true), ''));
+""")
+    db.sql("delete from gc_log")
+    add(db, "gc.mark", 10, "alice", priority=0)
+    add(db, "gc.probe", 11, "bob", priority=1)
+    run_once(rlsworker, db, tasks)
+    rows = dict((r[0], r[1:]) for r in db.sql("select n, xid, leak from gc_log"))
+    assert rows[10][0] == rows[11][0], rows       # one transaction
+    assert rows[11][1] == "", rows                # alice's setting did not reach bob
+
+
+def test_tasks_with_set_or_group_off_run_alone(rlsworker, db, tmp_path):
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_set.sql", """-- task: gc.set
+-- run_as: user
+set local work_mem = '7MB';
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+""")
+    write_task(tasks, "gc_off.sql", """-- task: gc.off
+-- run_as: user
+-- group: off
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+""")
+    write_task(tasks, "gc_on.sql", """-- task: gc.on
+-- run_as: user
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+""")
+    for n in range(3):
+        add(db, "gc.set", n, "u")
+        add(db, "gc.off", 10 + n, "u")
+        add(db, "gc.on", 20 + n, "u", priority=1)   # claimed after the others, together
+    run_once(rlsworker, db, tasks)
+    rows = db.sql("select n, xid from gc_log")
+    xids = {}
+    for n, xid in rows:
+        xids.setdefault(xid, []).append(n)
+    alone = [ns for ns in xids.values() if any(n < 20 for n in ns)]
+    assert all(len(ns) == 1 for ns in alone), xids
+    assert sorted(n for ns in xids.values() for n in ns) == [0, 1, 2, 10, 11, 12, 20, 21, 22]
+    assert any(len(ns) == 3 for ns in xids.values()), xids   # the gc.on jobs shared one
+
+
+def test_group_commit_off_runs_each_job_alone(rlsworker, db, tmp_path):
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_on.sql", """-- task: gc.on
+-- run_as: user
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+""")
+    for n in range(5):
+        add(db, "gc.on", n, "u")
+    run_once(rlsworker, db, tasks, "--group-commit", "off")
+    assert db.val("select count(distinct xid) from gc_log") == 5
+
+
+def test_cancelling_a_running_batch_mate_ends_only_that_job(rlsworker, db, tmp_path):
+    import time
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_slow.sql", """-- task: gc.slow
+-- run_as: user
+select pg_sleep(case when :n::int = 1 then 30 else 0 end);
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+""")
+    ids = {}
+    for n in range(3):
+        add(db, "gc.slow", n, "user%d" % n, priority=n)
+        ids[n] = db.val("select max(id) from rlsworker.jobs")
+    w = rlsworker.spawn("run", "--tasks", str(tasks), "--concurrency", "1",
+                        "--backoff-base", "1", env=db.env())
+    deadline = time.time() + 20
+    while time.time() < deadline and not db.sql(
+            "select 1 from pg_stat_activity where query like '%pg_sleep%' and state = 'active'"
+            " and usename = 'authenticated_backend'"):
+        time.sleep(0.1)
+    r = rlsworker.cli("jobs", "cancel", str(ids[1]), env=db.env())
+    assert r.returncode == 0, r.stderr
+    deadline = time.time() + 20
+    while time.time() < deadline and db.val("select count(*) from gc_log") < 2:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert w.stop() == 0
+    rows = db.sql("select n, xid from gc_log order by n")
+    assert [r[0] for r in rows] == [0, 2], rows                 # each batch-mate once
+    assert rows[0][1] == rows[1][1], rows                        # in one transaction
+    state, err = db.one("select state, last_error from rlsworker.jobs where id = %s", (ids[1],))
+    assert state == "dead" and err.startswith("cancelled"), (state, err)
+    assert db.val("select count(*) from rlsworker.jobs") == 1
