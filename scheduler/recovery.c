@@ -1,13 +1,19 @@
 /* Heartbeats and lock recovery. Each worker heartbeats every
- * heartbeat_interval; every worker also sweeps: jobs held by a worker whose
- * heartbeat is older than lock_timeout go back to the queue (the attempt
- * stays counted). Sweeping is idempotent, so several sweepers are safe. */
+ * heartbeat_interval; every worker also sweeps, about once a second: jobs
+ * held by a worker whose control session has ended (it died: the server
+ * closed its session) or whose heartbeat is older than lock_timeout (its
+ * machine vanished) go back to the queue (the attempt stays counted).
+ * The frequent sweep reads only rlsworker.workers and pg_stat_activity; the
+ * full one (heartbeats, orphaned jobs) runs every 1/4-1/2 lock_timeout.
+ * Sweeping is idempotent, so several sweepers are safe. */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "scheduler/scheduler_int.h"
 #include "worker/base/log.h"
 #include "worker/pg/queue.h"
+
+#define SWEEP_INTERVAL_S 1.0   /* a killed worker's jobs return within ~1 s */
 
 static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
@@ -45,7 +51,7 @@ static void sweep_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_warn("could not sweep jobs of lost workers: %s", r->error);
         return;
     }
-    n = rw_queue_sweep_lost_count(r);
+    n = rw_queue_swept_count(r);
     if (n > 0)
         rw_info("returned %d jobs of lost workers to the queue", n);
 }
@@ -84,13 +90,22 @@ static void prune_history(struct rw_sched *s)
 static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
+    bool full = ev_now(loop) >= s->full_sweep_at;
+
+    /* every ~1 s: dead sessions only (cheap); 1/4-1/2 lock_timeout: all */
     if (s->registered &&
-        rw_queue_sweep_lost(s->ctl, s->cfg->lock_timeout_s, sweep_done, s) < 0)
+        rw_queue_sweep_dead_sessions(s->ctl, s->cfg->lock_timeout_s, full, sweep_done, s) < 0)
         rw_debug("sweep skipped: not connected");
-    if (s->registered)
+    if (s->registered && full)
+        s->full_sweep_at = ev_now(loop) +
+                           s->cfg->lock_timeout_s * (0.25 + (random() % 1000) / 4000.0);
+    /* history pruning keeps its old cadence: 1/4 to 1/2 of lock_timeout */
+    if (s->registered && ev_now(loop) >= s->prune_at) {
         prune_history(s);
-    /* spread sweeps of many workers: between 1/4 and 1/2 of lock_timeout */
-    t->repeat = s->cfg->lock_timeout_s * (0.25 + (random() % 1000) / 4000.0);
+        s->prune_at = ev_now(loop) + s->cfg->lock_timeout_s * (0.25 + (random() % 1000) / 4000.0);
+    }
+    /* spread sweeps of many workers: between 0.75 and 1.25 s */
+    t->repeat = SWEEP_INTERVAL_S * (0.75 + (random() % 1000) / 2000.0);
     ev_timer_again(loop, t);
 }
 

@@ -271,6 +271,10 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     }
     s->registered = true;
     s->ctl_backoff_ms = 0;
+    if (!rw_queue_registered_own_session(r))
+        rw_info("the control connection does not reach its own server session (a "
+                "pooler?): if this worker dies, its jobs return after lock_timeout "
+                "(%d s), not at once", s->cfg->lock_timeout_s);
     rw_sched_recovery_start(s);
     if (s->cb.on_registered && !s->stopping)
         s->cb.on_registered(s->cb.arg);
@@ -313,7 +317,11 @@ static void ctl_ready(rw_pg *pg, void *arg)
     len = k.len;
     known[len++] = '}';
     known[len] = '\0';
-    if (rw_queue_register_worker(pg, s->id, s->host, (int)getpid(), known, registered, s) < 0)
+    /* the pid of our server session as the handshake told it: recorded only
+     * if it is the backend running the registration (not behind a pooler) */
+    int bpid = rw_pg_conn(pg) ? PQbackendPID(rw_pg_conn(pg)) : 0;
+    if (rw_queue_register_worker(pg, s->id, s->host, (int)getpid(), bpid, known, registered,
+                                 s) < 0)
         rw_pg_abort(pg, "could not send the registration");
     free(known);
 }
@@ -352,6 +360,9 @@ int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
     if (!s->ctl)
         return -1;
     rw_pg_set_app_name(s->ctl, "rlsworker control");
+    /* its statements are all short: silence this long means a frozen network,
+     * and other workers have taken our jobs by then anyway */
+    rw_pg_set_reply_timeout(s->ctl, s->cfg->lock_timeout_s);
     ev_init(&s->ctl_retry, ctl_connect);
     s->ctl_retry.data = s;
     ev_timer_init(&s->poll_timer, on_poll, s->cfg->poll_interval_ms / 1000.0,

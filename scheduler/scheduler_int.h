@@ -58,6 +58,8 @@ struct rw_sched {
     ev_timer poll_timer;
     ev_timer heartbeat_timer;
     ev_timer sweep_timer;
+    ev_tstamp prune_at;           /* next job-history pruning (recovery.c) */
+    ev_tstamp full_sweep_at;      /* next sweep that also checks heartbeats */
     ev_timer stop_timer;          /* shutdown_timeout */
     ev_prepare flush_prepare;     /* sends batched outcomes once per loop turn */
 

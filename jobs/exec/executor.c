@@ -422,9 +422,13 @@ static void sql_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         if (job->timed_out)
             snprintf(err, sizeof err, "timed out after %d s (the connection was dropped "
                      "when the cancel had no effect)", timeout_s(job));
+        else if (job->cancel_requested)
+            snprintf(err, sizeof err, "cancelled: by operator (the connection was dropped "
+                     "when the cancel had no effect)");
         else
             snprintf(err, sizeof err, "connection lost while running: %s", r->error);
-        job_failed(job, err, false);
+        /* an operator's cancel is final also when only dropping the connection stopped it */
+        job_failed(job, err, job->cancel_requested && !job->timed_out);
         return;
     }
     describe_error(job, r, err, sizeof err);

@@ -174,7 +174,7 @@ def test_browser_cancel_running_job(rlsworker, db, tasks, tmp_path):
     assert "cancelling" in out["status"]
     wait_until(lambda: db.val("select outcome from rlsworker.job_history where job_id = %s",
                               (job,)) == "cancelled", what="job cancelled")
-    assert db.val("select state from rlsworker.jobs where id = %s", (job,)) == "dead"
+    assert db.val("select state from rlsworker.jobs where id = %s", (job,)) == "cancelled"
     assert w.stop() == 0
 
 

@@ -231,5 +231,5 @@ insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_curren
     assert [r[0] for r in rows] == [0, 2], rows                 # each batch-mate once
     assert rows[0][1] == rows[1][1], rows                        # in one transaction
     state, err = db.one("select state, last_error from rlsworker.jobs where id = %s", (ids[1],))
-    assert state == "dead" and err.startswith("cancelled"), (state, err)
+    assert state == "cancelled" and err.startswith("cancelled"), (state, err)
     assert db.val("select count(*) from rlsworker.jobs") == 1

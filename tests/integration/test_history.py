@@ -111,7 +111,7 @@ def test_cancel_queued_and_running_are_recorded_as_cancelled(rlsworker, db, task
         time.sleep(0.05)
     assert w.stop() == 0
     assert [h[0] for h in history(db, running)] == ["cancelled"]
-    assert db.val("select state from rlsworker.jobs where id = %s", (running,)) == "dead"
+    assert db.val("select state from rlsworker.jobs where id = %s", (running,)) == "cancelled"
 
 
 def test_jobs_list_reads_history(rlsworker, db, tasks_dir):

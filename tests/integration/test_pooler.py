@@ -160,7 +160,7 @@ def test_operator_cancel_without_notifications(rlsworker, pooled, tasks_dir, cap
     r = rlsworker.cli("jobs", "cancel", str(jid), env=pooled.env())
     assert r.returncode == 0 and "cancelling" in r.stdout, r.stdout + r.stderr
     wait_until(lambda: pooled.val("select state from rlsworker.jobs where id = %s", (jid,))
-               == "dead", 5, what="the cancel")
+               == "cancelled", 5, what="the cancel")
     took = time.time() - start
     report(capsys, "\noperator cancel of a running job, DATABASE_URL pooled: dead after %.0f ms"
           % (took * 1000))

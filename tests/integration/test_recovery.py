@@ -233,13 +233,13 @@ def test_registration_failure_is_retried(rlsworker, db, tasks_dir):
     w = rlsworker.spawn("run", "--tasks", str(tasks_dir), *FAST, env=db.env())
     w.wait_for("connected to the queue database")
     # the control connection is named; break registration, then cut it
-    db.sql("alter function rlsworker.register_worker(text, text, int) rename to register_off",
+    db.sql("alter function rlsworker.register_worker(text, text, int, int) rename to register_off",
            role="postgres")
     assert db.val("select count(pg_terminate_backend(pid)) from pg_stat_activity "
                   "where application_name = 'rlsworker control' and datname = current_database()",
                   role="postgres") == 1
     w.wait_for("could not register this worker: .*retrying")
-    db.sql("alter function rlsworker.register_off(text, text, int) rename to register_worker",
+    db.sql("alter function rlsworker.register_off(text, text, int, int) rename to register_worker",
            role="postgres")
     db.sql("select rlsworker.add_job('count')")
     wait_until(lambda: db.val("select count(*) from counters") == 1, 15, what="the job to run")

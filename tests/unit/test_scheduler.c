@@ -60,6 +60,7 @@ rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo, const struct rw_pg_
 }
 
 void rw_pg_set_app_name(rw_pg *pg, const char *name) {}
+void rw_pg_set_reply_timeout(rw_pg *pg, int seconds) {}
 void rw_pg_connect(rw_pg *pg) {}
 bool rw_pg_ready(const rw_pg *pg) { return pg->ready; }
 int rw_pg_inflight(const rw_pg *pg) { return 0; }
@@ -110,13 +111,15 @@ void rw_queue_claimed_row(const struct rw_pg_result *r, int row, struct rw_queue
 }
 
 int rw_queue_register_worker(rw_pg *pg, const char *worker, const char *host, int pid,
-                             const char *known_ids, rw_pg_done_cb cb, void *arg)
+                             int backend_pid, const char *known_ids, rw_pg_done_cb cb, void *arg)
 {
     fk.registrations++;
     snprintf(fk.known_ids, sizeof fk.known_ids, "%s", known_ids);
     fk.registration = (struct pending){cb, arg};
     return 0;
 }
+
+bool rw_queue_registered_own_session(const struct rw_pg_result *r) { return true; }
 
 int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg)
 {
@@ -127,8 +130,9 @@ int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb, 
 
 int rw_queue_heartbeat(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg) { return -1; }
 bool rw_queue_heartbeat_alive(const struct rw_pg_result *r) { return true; }
-int rw_queue_sweep_lost(rw_pg *pg, int lock_timeout_s, rw_pg_done_cb cb, void *arg) { return -1; }
-int rw_queue_sweep_lost_count(const struct rw_pg_result *r) { return 0; }
+int rw_queue_sweep_dead_sessions(rw_pg *pg, int lock_timeout_s, bool full, rw_pg_done_cb cb,
+                                 void *arg) { return -1; }
+int rw_queue_swept_count(const struct rw_pg_result *r) { return 0; }
 
 int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg_done_cb cb,
                              void *arg)

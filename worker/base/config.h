@@ -44,6 +44,10 @@ struct rw_config {
     int pool_size;             /* max connections per restricted role */
     int connect_timeout_s;
     int reconnect_max_s;
+    int tcp_keepalives_idle_s;   /* TCP keepalives and user timeout of every */
+    int tcp_keepalives_interval_s; /* database connection (libpq's keywords; */
+    int tcp_keepalives_count;    /* a connection string's own values win) */
+    int tcp_user_timeout_ms;
     /* JWT */
     char *jwks_url;
     char *jwt_secret;

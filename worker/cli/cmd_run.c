@@ -317,6 +317,9 @@ int rw_cmd_run(int argc, char **argv)
     if (prepare(&w) < 0)
         goto out;
     w.loop = ev_default_loop(EVFLAG_AUTO);
+    rw_pg_set_tcp_defaults(&(struct rw_pg_tcp){
+        w.cfg.tcp_keepalives_idle_s, w.cfg.tcp_keepalives_interval_s,
+        w.cfg.tcp_keepalives_count, w.cfg.tcp_user_timeout_ms});
     w.metrics = rw_metrics_new();
     if (make_pools(&w) < 0) {
         rw_cli_error(CMD, "out of memory");

@@ -32,6 +32,7 @@ static const char OVERVIEW_SQL[] =
     "    count(*) filter (where state = 'queued' and run_at <= now()) as ready,"
     "    count(*) filter (where state = 'running') as running,"
     "    count(*) filter (where state = 'dead') as dead,"
+    "    count(*) filter (where state = 'cancelled') as cancelled,"
     "    round(extract(epoch from now() - min(run_at)"
     "      filter (where state = 'queued' and run_at <= now()))::numeric, 1) as oldest_ready_s"
     "   from rlsworker.jobs group by task, queue order by task, queue limit 200) o),"
@@ -155,14 +156,14 @@ static const char *page_limit(struct rw_req *r, char *buf, size_t n)
 
 static void get_jobs(struct rw_console *c, struct rw_req *r)
 {
-    static const char *const states[] = {"queued", "running", "dead", NULL};
+    static const char *const states[] = {"queued", "running", "dead", "cancelled", NULL};
     char lim[16];
     const char *p[6] = {rw_console_arg(r, "state"), rw_console_arg(r, "task"),
                         rw_console_arg(r, "queue"), rw_console_arg(r, "subject"),
                         rw_console_arg(r, "before"), page_limit(r, lim, sizeof lim)};
 
     if (!is_one_of(p[0], states) || !whole(p[4])) {
-        rw_req_error(r, 400, "bad_request", "state is queued, running or dead; before is a job id");
+        rw_req_error(r, 400, "bad_request", "state is queued, running, dead or cancelled; before is a job id");
         return;
     }
     query(c, r, JOBS_SQL, 6, p);

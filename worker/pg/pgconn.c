@@ -6,6 +6,8 @@
 
 #include "worker/base/log.h"
 #include "worker/pg/conninfo.h"
+#include "worker/pg/pgcancel.h"
+#include "worker/pg/pgresolve.h"
 
 enum pg_state { PG_IDLE, PG_CONNECTING, PG_READY };
 
@@ -33,7 +35,10 @@ struct rw_pg {
     ev_io io;
     int io_events;
     ev_timer timer;       /* connect timeout, or deferred connect failure */
+    int reply_timeout_s;  /* 0: none */
+    ev_timer reply_timer; /* no byte from the server while ops are in flight */
     char *pending_error;  /* connect failure to report from the timer */
+    struct rw_pg_lookup *lookup; /* host names being resolved off the loop */
     struct pg_op *head, *tail;
     int inflight;
     int depth;            /* callbacks running; free is deferred while > 0 */
@@ -42,6 +47,11 @@ struct rw_pg {
 
 static void pg_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void pg_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void pg_reply_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static struct rw_pg_tcp tcp_defaults;
+
+void rw_pg_set_tcp_defaults(const struct rw_pg_tcp *tcp) { tcp_defaults = *tcp; }
 
 rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
                  const struct rw_pg_callbacks *cb, int connect_timeout_s)
@@ -64,6 +74,8 @@ rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
     pg->io.data = pg;
     ev_init(&pg->timer, pg_timer_cb);
     pg->timer.data = pg;
+    ev_init(&pg->reply_timer, pg_reply_timer_cb);
+    pg->reply_timer.data = pg;
     return pg;
 }
 
@@ -74,6 +86,22 @@ void rw_pg_set_app_name(rw_pg *pg, const char *name)
     snprintf(pg->app_name, sizeof pg->app_name, "%s", name);
 }
 int rw_pg_inflight(const rw_pg *pg) { return pg->inflight; }
+
+void rw_pg_set_reply_timeout(rw_pg *pg, int seconds)
+{
+    pg->reply_timeout_s = seconds > 0 ? seconds : 0;
+    pg->reply_timer.repeat = pg->reply_timeout_s;
+}
+
+/* Something came from the server, or an op was sent: the clock restarts
+ * while ops are in flight and stops when none is. */
+static void reply_clock(rw_pg *pg)
+{
+    if (pg->reply_timeout_s > 0 && pg->inflight > 0)
+        ev_timer_again(pg->loop, &pg->reply_timer);
+    else
+        ev_timer_stop(pg->loop, &pg->reply_timer);
+}
 PGconn *rw_pg_conn(rw_pg *pg) { return pg->state == PG_READY ? pg->conn : NULL; }
 
 static void watch(rw_pg *pg, int events)
@@ -99,10 +127,20 @@ static void op_free(struct pg_op *op)
     free(op);
 }
 
+/* A lookup in flight belongs to a connection attempt that is over. */
+static void drop_lookup(rw_pg *pg)
+{
+    if (pg->lookup)
+        rw_pg_lookup_cancel(pg->lookup);
+    pg->lookup = NULL;
+}
+
 static void really_free(rw_pg *pg)
 {
+    drop_lookup(pg);
     ev_io_stop(pg->loop, &pg->io);
     ev_timer_stop(pg->loop, &pg->timer);
+    ev_timer_stop(pg->loop, &pg->reply_timer);
     if (pg->conn)
         PQfinish(pg->conn);
     while (pg->head) {
@@ -150,6 +188,8 @@ static bool teardown(rw_pg *pg, const char *why)
 
     ev_io_stop(pg->loop, &pg->io);
     ev_timer_stop(pg->loop, &pg->timer);
+    ev_timer_stop(pg->loop, &pg->reply_timer);
+    drop_lookup(pg);
     if (pg->conn)
         PQfinish(pg->conn);
     pg->conn = NULL;
@@ -191,14 +231,39 @@ static void lost(rw_pg *pg, const char *why)
     }
 }
 
-void rw_pg_connect(rw_pg *pg)
+/* Starts libpq's connect; `l`, when given, holds the resolved addresses. */
+static void start_connect(rw_pg *pg, const struct rw_pg_lookup *l)
 {
-    if (pg->state != PG_IDLE && !teardown(pg, "reconnecting"))
-        return;
-    free(pg->pending_error);
-    pg->pending_error = NULL;
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {pg->conninfo, pg->app_name, NULL};
+    /* the TCP settings come before dbname: the connection string's own win */
+    char ka_idle[16], ka_intv[16], ka_count[16], user_tmo[16];
+    const char *keys[12], *vals[12];
+    int nk = 0;
+    if (tcp_defaults.keepalives_idle_s > 0) {
+        snprintf(ka_idle, sizeof ka_idle, "%d", tcp_defaults.keepalives_idle_s);
+        keys[nk] = "keepalives_idle", vals[nk++] = ka_idle;
+    }
+    if (tcp_defaults.keepalives_interval_s > 0) {
+        snprintf(ka_intv, sizeof ka_intv, "%d", tcp_defaults.keepalives_interval_s);
+        keys[nk] = "keepalives_interval", vals[nk++] = ka_intv;
+    }
+    if (tcp_defaults.keepalives_count > 0) {
+        snprintf(ka_count, sizeof ka_count, "%d", tcp_defaults.keepalives_count);
+        keys[nk] = "keepalives_count", vals[nk++] = ka_count;
+    }
+    if (tcp_defaults.user_timeout_ms > 0) {
+        snprintf(user_tmo, sizeof user_tmo, "%d", tcp_defaults.user_timeout_ms);
+        keys[nk] = "tcp_user_timeout", vals[nk++] = user_tmo;
+    }
+    keys[nk] = "dbname", vals[nk++] = pg->conninfo;
+    if (l) {
+        /* after dbname: these replace the string's host list */
+        keys[nk] = "host", vals[nk++] = l->host;
+        keys[nk] = "hostaddr", vals[nk++] = l->hostaddr;
+        if (l->port)
+            keys[nk] = "port", vals[nk++] = l->port;
+    }
+    keys[nk] = "fallback_application_name", vals[nk++] = pg->app_name;
+    keys[nk] = NULL, vals[nk] = NULL;
     char bad[400];
     bool malformed = rw_conninfo_check(pg->conninfo, "the connection string", bad,
                                        sizeof bad) < 0;
@@ -216,6 +281,47 @@ void rw_pg_connect(rw_pg *pg)
     ev_timer_set(&pg->timer, pg->connect_timeout_s, 0.);
     ev_timer_start(pg->loop, &pg->timer);
     watch(pg, EV_WRITE);
+}
+
+static void looked_up(void *arg, struct rw_pg_lookup *l)
+{
+    rw_pg *pg = arg;
+    char msg[300];
+
+    pg->lookup = NULL;
+    if (!l->host) {
+        snprintf(msg, sizeof msg, "%s", l->err);
+        rw_pg_lookup_free(l);
+        lost(pg, msg);
+        return;
+    }
+    rw_debug("connecting to %s at %s (resolved off the loop)", l->host, l->hostaddr);
+    start_connect(pg, l);
+    rw_pg_lookup_free(l);
+}
+
+void rw_pg_connect(rw_pg *pg)
+{
+    char err[256];
+
+    if (pg->state != PG_IDLE && !teardown(pg, "reconnecting"))
+        return;
+    free(pg->pending_error);
+    pg->pending_error = NULL;
+    pg->lookup = rw_pg_lookup_new(pg->conninfo);
+    if (pg->lookup) {
+        /* host names: resolve them off the loop, then connect */
+        if (rw_pg_lookup_start(pg->loop, pg->lookup, looked_up, pg, err, sizeof err) == 0) {
+            pg->state = PG_CONNECTING;
+            ev_timer_set(&pg->timer, pg->connect_timeout_s, 0.);
+            ev_timer_start(pg->loop, &pg->timer);
+            return;
+        }
+        rw_warn("resolving host names on the loop: %s", err);
+        rw_pg_lookup_free(pg->lookup);
+        pg->lookup = NULL;
+    }
+    start_connect(pg, NULL);
 }
 
 static void connect_step(rw_pg *pg)
@@ -262,6 +368,16 @@ static void pg_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         snprintf(msg, sizeof msg, "timed out after %d s while connecting",
                  pg->connect_timeout_s);
     }
+    lost(pg, msg);
+}
+
+static void pg_reply_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    rw_pg *pg = w->data;
+    char msg[160];
+
+    snprintf(msg, sizeof msg, "no reply from the server for %d s (the network or the "
+             "server stopped answering); reconnecting", pg->reply_timeout_s);
     lost(pg, msg);
 }
 
@@ -370,6 +486,7 @@ static void pg_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (!read_results(pg) || !read_notifies(pg))
         return;
+    reply_clock(pg);
     if (pg->conn && PQstatus(pg->conn) == CONNECTION_BAD) {
         lost(pg, PQerrorMessage(pg->conn));
         return;
@@ -414,6 +531,8 @@ int rw_pg_submit(rw_pg *pg, const struct rw_pg_stmt *stmts, int n,
         pg->head = op;
     pg->tail = op;
     pg->inflight++;
+    if (pg->inflight == 1)
+        reply_clock(pg);
     if (pg->depth == 0) {
         flush(pg);
     } else {
@@ -434,7 +553,6 @@ int rw_pg_query(rw_pg *pg, const char *sql, int nparams,
 int rw_pg_cancel(rw_pg *pg, char *err, size_t errlen)
 {
     PGcancel *c;
-    int ok;
 
     if (pg->state != PG_READY) {
         snprintf(err, errlen, "not connected");
@@ -445,9 +563,8 @@ int rw_pg_cancel(rw_pg *pg, char *err, size_t errlen)
         snprintf(err, errlen, "could not build a cancel request");
         return -1;
     }
-    ok = PQcancel(c, err, (int)errlen);
-    PQfreeCancel(c);
-    return ok ? 0 : -1;
+    /* never on the loop: PQcancel blocks until the server answers */
+    return rw_pg_cancel_async(pg->loop, c, pg->app_name, err, errlen);
 }
 
 void rw_pg_disconnect(rw_pg *pg)

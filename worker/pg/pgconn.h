@@ -45,12 +45,31 @@ struct rw_pg_callbacks {
     void *arg;
 };
 
+/* TCP settings every connection gets (libpq's keepalives_idle,
+ * keepalives_interval, keepalives_count, tcp_user_timeout), so that a
+ * network that stops answering is noticed; a connection string's own values
+ * win. Process-wide, set once at start before connecting (like the log
+ * level); zero fields leave libpq's defaults. */
+struct rw_pg_tcp {
+    int keepalives_idle_s;
+    int keepalives_interval_s;
+    int keepalives_count;
+    int user_timeout_ms;
+};
+void rw_pg_set_tcp_defaults(const struct rw_pg_tcp *tcp);
+
 /* New, unconnected handle; conninfo is copied. Returns NULL on OOM. */
 rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
                  const struct rw_pg_callbacks *cb, int connect_timeout_s);
 /* application_name the server shows for it (default "rlsworker"; an
  * application_name in the connection string wins). Call before connecting. */
 void rw_pg_set_app_name(rw_pg *pg, const char *name);
+/* Drops the connection (as lost) when statements are in flight and nothing
+ * at all has come from the server for `seconds` (0: never, the default).
+ * For connections whose statements are all short (the control connection):
+ * a frozen network is noticed even where TCP cannot tell (a middlebox that
+ * still acknowledges but forwards nothing). */
+void rw_pg_set_reply_timeout(rw_pg *pg, int seconds);
 /* Starts connecting (again). on_ready or on_lost follows. */
 void rw_pg_connect(rw_pg *pg);
 bool rw_pg_ready(const rw_pg *pg);
@@ -65,8 +84,9 @@ int rw_pg_query(rw_pg *pg, const char *sql, int nparams,
                 const char *const *params, rw_pg_done_cb cb, void *arg)
     __attribute__((warn_unused_result));
 
-/* Sends a cancel request for whatever runs now (blocking for the short
- * cancel handshake; PQcancel is the only libpq way). Returns 0 or -1. */
+/* Asks the server to cancel whatever runs now, without blocking: the
+ * request goes from a helper thread (worker/pg/pgcancel.h), and a failure is
+ * logged later. Returns 0 once sent off, or -1 with err filled. */
 int rw_pg_cancel(rw_pg *pg, char *err, size_t errlen);
 
 /* Drops the connection: pending ops complete with conn_lost; on_lost is not

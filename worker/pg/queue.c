@@ -55,19 +55,25 @@ void rw_queue_claimed_row(const struct rw_pg_result *r, int row, struct rw_queue
 /* ---- register_worker, deregister_worker ------------------------------------ */
 
 int rw_queue_register_worker(rw_pg *pg, const char *worker, const char *host, int pid,
-                             const char *known_ids, rw_pg_done_cb cb, void *arg)
+                             int backend_pid, const char *known_ids, rw_pg_done_cb cb, void *arg)
 {
-    char pidtext[16];
-    const char *reg[3] = {worker, host, pidtext};
+    char pidtext[16], bpid[16];
+    const char *reg[4] = {worker, host, pidtext, bpid};
     const char *rel[2] = {worker, known_ids};
     struct rw_pg_stmt st[2];
 
     snprintf(pidtext, sizeof pidtext, "%d", pid);
-    st[0] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int)", 3, reg};
+    snprintf(bpid, sizeof bpid, "%d", backend_pid);
+    st[0] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int, $4::int)", 4, reg};
     st[1] = (struct rw_pg_stmt){
         "select rlsworker.release_jobs($1, array(select id from rlsworker.jobs"
         " where locked_by = $1 and state = 'running' and id <> all($2::bigint[])))", 2, rel};
     return rw_pg_submit(pg, st, 2, cb, arg);
+}
+
+bool rw_queue_registered_own_session(const struct rw_pg_result *r)
+{
+    return !r->results[0] || PQgetvalue(r->results[0], 0, 0)[0] == 't';
 }
 
 int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg)
@@ -77,7 +83,7 @@ int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb, 
     return rw_pg_query(pg, "select rlsworker.deregister_worker($1)", 1, params, cb, arg);
 }
 
-/* ---- heartbeat, sweep_lost ------------------------------------------------- */
+/* ---- heartbeat, sweep_dead_sessions ---------------------------------------- */
 
 int rw_queue_heartbeat(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg)
 {
@@ -91,16 +97,18 @@ bool rw_queue_heartbeat_alive(const struct rw_pg_result *r)
     return PQgetvalue(r->results[0], 0, 0)[0] == 't';
 }
 
-int rw_queue_sweep_lost(rw_pg *pg, int lock_timeout_s, rw_pg_done_cb cb, void *arg)
+int rw_queue_sweep_dead_sessions(rw_pg *pg, int lock_timeout_s, bool full, rw_pg_done_cb cb,
+                                 void *arg)
 {
     char tmo[16];
-    const char *params[1] = {tmo};
+    const char *params[2] = {tmo, full ? "true" : "false"};
 
     snprintf(tmo, sizeof tmo, "%d", lock_timeout_s);
-    return rw_pg_query(pg, "select rlsworker.sweep_lost($1::int)", 1, params, cb, arg);
+    return rw_pg_query(pg, "select rlsworker.sweep_dead_sessions($1::int, $2::boolean)", 2,
+                       params, cb, arg);
 }
 
-int rw_queue_sweep_lost_count(const struct rw_pg_result *r)
+int rw_queue_swept_count(const struct rw_pg_result *r)
 {
     return atoi(PQgetvalue(r->results[0], 0, 0));
 }

@@ -53,23 +53,30 @@ void rw_queue_claimed_row(const struct rw_pg_result *r, int row, struct rw_queue
 /* ---- register_worker, deregister_worker (001_init.sql) ------------------- */
 
 /* After (re)connecting the control connection, one round trip:
- * register_worker(worker, host, pid),
+ * register_worker(worker, host, pid, backend_pid: the server session's pid
+ * as the handshake told it, 0 if unknown; 009),
  * and release_jobs of the jobs the database says worker holds that are not
  * in known_ids (a Postgres array literal such as "{1,2}"). */
 int rw_queue_register_worker(rw_pg *pg, const char *worker, const char *host, int pid,
-                             const char *known_ids, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
+                             int backend_pid, const char *known_ids, rw_pg_done_cb cb,
+                             void *arg) RW_QUEUE_WUR;
+/* A successful registration's answer: false when register_worker saw that
+ * the backend pid given is not the session running it (a pooler between). */
+bool rw_queue_registered_own_session(const struct rw_pg_result *r);
 int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb,
                                void *arg) RW_QUEUE_WUR;
 
-/* ---- heartbeat, sweep_lost (001_init.sql) --------------------------------- */
+/* ---- heartbeat (001_init.sql), sweep_dead_sessions (009) ------------------- */
 
 int rw_queue_heartbeat(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
 /* A successful heartbeat's answer: false when worker was declared lost. */
 bool rw_queue_heartbeat_alive(const struct rw_pg_result *r);
-/* Returns jobs of workers silent for lock_timeout_s to the queue. */
-int rw_queue_sweep_lost(rw_pg *pg, int lock_timeout_s, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
+/* Returns jobs of workers whose control session ended to the queue; full:
+ * also those of workers silent for lock_timeout_s (sweep_lost). */
+int rw_queue_sweep_dead_sessions(rw_pg *pg, int lock_timeout_s, bool full, rw_pg_done_cb cb,
+                                 void *arg) RW_QUEUE_WUR;
 /* A successful sweep's answer: how many jobs went back. */
-int rw_queue_sweep_lost_count(const struct rw_pg_result *r);
+int rw_queue_swept_count(const struct rw_pg_result *r);
 
 /* ---- complete_jobs, fail_jobs, release_jobs (001_init.sql) ---------------- */
 

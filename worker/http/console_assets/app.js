@@ -118,7 +118,7 @@ async function act(action, id) {
 
 function jobActions(j) {
   const td = el('td');
-  if (j.state === 'dead') {
+  if (j.state === 'dead' || j.state === 'cancelled') {
     td.append(el('button', { class: 'primary', onclick: () => act('retry', j.id) }, 'Retry'));
     td.append(el('button', { class: 'danger', onclick: () => act('delete', j.id) }, 'Delete'));
   } else if (!j.cancel_requested) {
@@ -161,7 +161,7 @@ async function viewJobs(main) {
   const data = await api('jobs?' + query('jobs'));
   main.append(el('h2', {}, 'Jobs'));
   main.append(filterForm('jobs', [
-    select('state', 'State', ['', 'queued', 'running', 'dead'], f.state || ''),
+    select('state', 'State', ['', 'queued', 'running', 'dead', 'cancelled'], f.state || ''),
     field('task', 'Task', { value: f.task || '' }),
     field('queue', 'Queue', { value: f.queue || '' }),
     field('subject', 'Subject', { value: f.subject || '' })]));
