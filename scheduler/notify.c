@@ -22,6 +22,7 @@
 #include "scheduler/scheduler_int.h"
 #include "worker/base/log.h"
 #include "worker/pg/pooler.h"
+#include "worker/pg/queue.h"
 
 #define JOBS_CHANNEL "rlsworker_jobs"
 #define CANCEL_CHANNEL "rlsworker_cancel"
@@ -318,8 +319,8 @@ static void cancels_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_warn("could not look for cancelled jobs: %s", r->error);
         return;
     }
-    for (int i = 0; i < PQntuples(r->results[0]); i++)
-        rw_sched_cancel_job(s, atoll(PQgetvalue(r->results[0], i, 0)));
+    for (int i = 0; i < rw_queue_cancels_requested_count(r); i++)
+        rw_sched_cancel_job(s, rw_queue_cancels_requested_id(r, i));
 }
 
 void rw_sched_check_cancels(struct rw_sched *s)
@@ -327,7 +328,6 @@ void rw_sched_check_cancels(struct rw_sched *s)
     char *ids;
     size_t cap = 3, len = 0;
     int n = 0;
-    const char *params[2];
 
     if (s->cancel_check_inflight || !s->ctl_ready || !s->registered)
         return;
@@ -345,12 +345,7 @@ void rw_sched_check_cancels(struct rw_sched *s)
                                         j->id);
     ids[len++] = '}';
     ids[len] = '\0';
-    params[0] = ids;
-    params[1] = s->id;
-    if (rw_pg_query(s->ctl,
-                    "select id from rlsworker.jobs where id = any($1::bigint[])"
-                    " and locked_by = $2 and state = 'running' and cancel_requested",
-                    2, params, cancels_done, s) == 0)
+    if (rw_queue_cancels_requested(s->ctl, s->id, ids, cancels_done, s) == 0)
         s->cancel_check_inflight = true;
     free(ids);
 }

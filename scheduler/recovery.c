@@ -66,7 +66,7 @@ static void prune_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_warn("could not prune the job history: %s", r->error);
         return;
     }
-    n = atoll(PQgetvalue(r->results[0], 0, 0));
+    n = rw_queue_pruned_count(r);
     if (s->cb.on_history_pruned)
         s->cb.on_history_pruned(n, s->cb.arg);
     if (n > 0)
@@ -77,13 +77,8 @@ static void prune_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
  * at most history_prune_batch per sweep. */
 static void prune_history(struct rw_sched *s)
 {
-    char keep[16], batch[16];
-    const char *params[2] = {keep, batch};
-
-    snprintf(keep, sizeof keep, "%d", s->cfg->history_retention_s);
-    snprintf(batch, sizeof batch, "%d", s->cfg->history_prune_batch);
-    if (rw_pg_query(s->ctl, "select rlsworker.prune_history($1::int, $2::int)", 2, params,
-                    prune_done, s) < 0)
+    if (rw_queue_prune_history(s->ctl, s->cfg->history_retention_s,
+                               s->cfg->history_prune_batch, prune_done, s) < 0)
         rw_debug("history pruning skipped: not connected");
 }
 

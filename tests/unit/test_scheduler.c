@@ -133,6 +133,13 @@ bool rw_queue_heartbeat_alive(const struct rw_pg_result *r) { return true; }
 int rw_queue_sweep_dead_sessions(rw_pg *pg, int lock_timeout_s, bool full, rw_pg_done_cb cb,
                                  void *arg) { return -1; }
 int rw_queue_swept_count(const struct rw_pg_result *r) { return 0; }
+int rw_queue_prune_history(rw_pg *pg, int keep_s, int batch, rw_pg_done_cb cb,
+                           void *arg) { return -1; }
+long long rw_queue_pruned_count(const struct rw_pg_result *r) { return 0; }
+int rw_queue_cancels_requested(rw_pg *pg, const char *worker, const char *ids,
+                               rw_pg_done_cb cb, void *arg) { return -1; }
+int rw_queue_cancels_requested_count(const struct rw_pg_result *r) { return 0; }
+long long rw_queue_cancels_requested_id(const struct rw_pg_result *r, int i) { return 0; }
 
 int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg_done_cb cb,
                              void *arg)

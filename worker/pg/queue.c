@@ -113,6 +113,47 @@ int rw_queue_swept_count(const struct rw_pg_result *r)
     return atoi(PQgetvalue(r->results[0], 0, 0));
 }
 
+/* ---- prune_history ------------------------------------------------------------ */
+
+int rw_queue_prune_history(rw_pg *pg, int keep_s, int batch, rw_pg_done_cb cb, void *arg)
+{
+    char keep[16], n[16];
+    const char *params[2] = {keep, n};
+
+    snprintf(keep, sizeof keep, "%d", keep_s);
+    snprintf(n, sizeof n, "%d", batch);
+    return rw_pg_query(pg, "select rlsworker.prune_history($1::int, $2::int)", 2, params,
+                       cb, arg);
+}
+
+long long rw_queue_pruned_count(const struct rw_pg_result *r)
+{
+    return atoll(PQgetvalue(r->results[0], 0, 0));
+}
+
+/* ---- cancel_requested ----------------------------------------------------------- */
+
+int rw_queue_cancels_requested(rw_pg *pg, const char *worker, const char *ids,
+                               rw_pg_done_cb cb, void *arg)
+{
+    const char *params[2] = {ids, worker};
+
+    return rw_pg_query(pg,
+                       "select id from rlsworker.jobs where id = any($1::bigint[])"
+                       " and locked_by = $2 and state = 'running' and cancel_requested",
+                       2, params, cb, arg);
+}
+
+int rw_queue_cancels_requested_count(const struct rw_pg_result *r)
+{
+    return PQntuples(r->results[0]);
+}
+
+long long rw_queue_cancels_requested_id(const struct rw_pg_result *r, int i)
+{
+    return atoll(PQgetvalue(r->results[0], i, 0));
+}
+
 /* ---- complete_jobs, fail_jobs, release_jobs ---------------------------------- */
 
 static struct rw_pg_stmt complete_jobs(const char *const params[2])

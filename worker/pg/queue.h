@@ -78,6 +78,23 @@ int rw_queue_sweep_dead_sessions(rw_pg *pg, int lock_timeout_s, bool full, rw_pg
 /* A successful sweep's answer: how many jobs went back. */
 int rw_queue_swept_count(const struct rw_pg_result *r);
 
+/* ---- prune_history (007_history.sql) -------------------------------------- */
+
+/* Deletes at most batch runs older than keep_s seconds from job_history. */
+int rw_queue_prune_history(rw_pg *pg, int keep_s, int batch, rw_pg_done_cb cb,
+                           void *arg) RW_QUEUE_WUR;
+/* A successful prune's answer: how many runs went. */
+long long rw_queue_pruned_count(const struct rw_pg_result *r);
+
+/* ---- cancel_requested of this worker's jobs (001_init.sql) ----------------- */
+
+/* Which of ids (a Postgres array literal) worker holds running with
+ * cancel_requested set: operator cancels found without a notification. */
+int rw_queue_cancels_requested(rw_pg *pg, const char *worker, const char *ids,
+                               rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
+int rw_queue_cancels_requested_count(const struct rw_pg_result *r);
+long long rw_queue_cancels_requested_id(const struct rw_pg_result *r, int i);
+
 /* ---- complete_jobs, fail_jobs, release_jobs (001_init.sql) ---------------- */
 
 /* A batch of outcomes of worker's jobs, sent in one round trip; a NULL list
