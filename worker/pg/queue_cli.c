@@ -87,6 +87,24 @@ PGresult *rw_queue_cli_cancel_job(PGconn *c, const char *id)
     return exec(c, "select rlsworker.cancel_job($1::bigint)", 1, params);
 }
 
+PGresult *rw_queue_cli_cancel_jobs(PGconn *c, const struct rw_queue_job_filter *f)
+{
+    const char *params[5] = {f->task, f->queue, f->state, f->subject, f->key_prefix};
+
+    return exec(c,
+        "select cancelled, cancelling from rlsworker.cancel_jobs(task => $1, queue => $2,"
+        " state => $3, subject => $4, key_prefix => $5)", 5, params);
+}
+
+PGresult *rw_queue_cli_retry_jobs(PGconn *c, const struct rw_queue_job_filter *f)
+{
+    const char *params[5] = {f->task, f->queue, f->state, f->subject, f->key_prefix};
+
+    return exec(c,
+        "select rlsworker.retry_jobs(task => $1, queue => $2, state => $3, subject => $4,"
+        " key_prefix => $5), 0", 5, params);
+}
+
 PGresult *rw_queue_cli_job_stats(PGconn *c)
 {
     return exec(c,

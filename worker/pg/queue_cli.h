@@ -28,6 +28,15 @@ PGresult *rw_queue_cli_show_job(PGconn *c, const char *id);
 /* retry_job, cancel_job (001_init.sql): one text, what happened. */
 PGresult *rw_queue_cli_retry_job(PGconn *c, const char *id);
 PGresult *rw_queue_cli_cancel_job(PGconn *c, const char *id);
+/* Bulk cancel_jobs, retry_jobs (008_intake_paths.sql); NULL: any, at least
+ * one given. key_prefix matches the start of job_key. */
+struct rw_queue_job_filter {
+    const char *task, *queue, *state, *subject, *key_prefix;
+};
+/* One row: queued jobs cancelled, running ones asked to stop. */
+PGresult *rw_queue_cli_cancel_jobs(PGconn *c, const struct rw_queue_job_filter *f);
+/* One row: jobs put back, and 0 (the shape of cancel_jobs's answer). */
+PGresult *rw_queue_cli_retry_jobs(PGconn *c, const struct rw_queue_job_filter *f);
 /* stats: a JSON array of {task, state, jobs, ready, oldest}. */
 PGresult *rw_queue_cli_job_stats(PGconn *c);
 
