@@ -22,6 +22,7 @@
 #include "scheduler/scheduler_int.h"
 #include "worker/base/log.h"
 #include "worker/pg/pooler.h"
+#include "worker/pg/queue.h"
 
 #define JOBS_CHANNEL "rlsworker_jobs"
 #define CANCEL_CHANNEL "rlsworker_cancel"
@@ -226,18 +227,32 @@ static void probe_arrived(struct rw_sched *s)
  * still in the ready list is found by the next check after it starts. */
 static bool cancellable(const struct rw_job *j)
 {
-    return !j->cancel_requested && (j->state == RW_JOB_WAITING || j->state == RW_JOB_RUNNING);
+    return !j->cancel_requested && j->state != RW_JOB_READY && j->state != RW_JOB_ENDED;
+}
+
+/* Calls fn for every job that waits for or holds a connection (WAITING,
+ * RUNNING, STOPPING); fn may end the job it is given. */
+static void each_dispatched(struct rw_sched *s, void (*fn)(struct rw_job *j, void *arg),
+                            void *arg)
+{
+    for (int st = RW_JOB_WAITING; st < RW_JOB_ENDED; st++)
+        for (struct rw_job *j = s->jobs.by_state[st].head, *next; j; j = next) {
+            next = j->next;
+            fn(j, arg);
+        }
+}
+
+static void cancel_if_id(struct rw_job *j, void *arg)
+{
+    const long long *id = arg;
+
+    if (j->id == *id && cancellable(j))
+        rw_job_cancel(j, "cancelled by operator");
 }
 
 void rw_sched_cancel_job(struct rw_sched *s, long long id)
 {
-    for (struct rw_job *j = s->jobs; j; j = j->next) {
-        if (j->id == id) {
-            if (cancellable(j))
-                rw_job_cancel(j, "cancelled by operator");
-            break;
-        }
-    }
+    each_dispatched(s, cancel_if_id, &id);
 }
 
 static void lsn_notify(rw_pg *pg, const char *channel, const char *payload, void *arg)
@@ -304,8 +319,8 @@ static void cancels_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_warn("could not look for cancelled jobs: %s", r->error);
         return;
     }
-    for (int i = 0; i < PQntuples(r->results[0]); i++)
-        rw_sched_cancel_job(s, atoll(PQgetvalue(r->results[0], i, 0)));
+    for (int i = 0; i < rw_queue_cancels_requested_count(r); i++)
+        rw_sched_cancel_job(s, rw_queue_cancels_requested_id(r, i));
 }
 
 void rw_sched_check_cancels(struct rw_sched *s)
@@ -313,27 +328,24 @@ void rw_sched_check_cancels(struct rw_sched *s)
     char *ids;
     size_t cap = 3, len = 0;
     int n = 0;
-    const char *params[2];
 
     if (s->cancel_check_inflight || !s->ctl_ready || !s->registered)
         return;
-    for (struct rw_job *j = s->jobs; j; j = j->next)
-        if (cancellable(j))
-            cap += 21;
+    for (int st = RW_JOB_WAITING; st < RW_JOB_ENDED; st++)
+        for (struct rw_job *j = s->jobs.by_state[st].head; j; j = j->next)
+            if (cancellable(j))
+                cap += 21;
     if (cap == 3 || !(ids = malloc(cap)))
         return;
     ids[len++] = '{';
-    for (struct rw_job *j = s->jobs; j; j = j->next)
-        if (cancellable(j))
-            len += (size_t)snprintf(ids + len, cap - len, "%s%lld", n++ ? "," : "", j->id);
+    for (int st = RW_JOB_WAITING; st < RW_JOB_ENDED; st++)
+        for (struct rw_job *j = s->jobs.by_state[st].head; j; j = j->next)
+            if (cancellable(j))
+                len += (size_t)snprintf(ids + len, cap - len, "%s%lld", n++ ? "," : "",
+                                        j->id);
     ids[len++] = '}';
     ids[len] = '\0';
-    params[0] = ids;
-    params[1] = s->id;
-    if (rw_pg_query(s->ctl,
-                    "select id from rlsworker.jobs where id = any($1::bigint[])"
-                    " and locked_by = $2 and state = 'running' and cancel_requested",
-                    2, params, cancels_done, s) == 0)
+    if (rw_queue_cancels_requested(s->ctl, s->id, ids, cancels_done, s) == 0)
         s->cancel_check_inflight = true;
     free(ids);
 }

@@ -1,13 +1,14 @@
 /* Outcome batching: the executor's reports of ended jobs are queued and
  * sent to the control connection once per loop turn (an ev_prepare
  * watcher, like redis's beforeSleep), as complete_jobs / fail_jobs /
- * release_jobs of deploy/sql/. */
+ * release_jobs of deploy/sql/ (rw_queue_record_outcomes, worker/pg/queue.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "scheduler/scheduler_int.h"
 #include "worker/base/log.h"
+#include "worker/pg/queue.h"
 
 struct rw_outcome {
     enum rw_outcome_kind kind;
@@ -128,9 +129,8 @@ static char *fail_rows(const struct rw_outcome *o, int n)
 
 void rw_sched_flush_outcomes(struct rw_sched *s, bool force)
 {
-    struct rw_pg_stmt st[3];
+    struct rw_queue_outcomes batch;
     struct flush_op *f;
-    int n = 0;
 
     if (!s->noutcomes || !s->ctl_ready || (s->flush_inflight >= 2 && !force))
         return;
@@ -142,25 +142,11 @@ void rw_sched_flush_outcomes(struct rw_sched *s, bool force)
     f->n = s->noutcomes;
     s->outcomes = NULL;
     s->noutcomes = s->outcomes_cap = 0;
-    f->params[0] = strdup(s->id);
     f->params[1] = ids_literal(f->items, f->n, RW_OUT_COMPLETE);
-    f->params[2] = strdup(s->id);
     f->params[3] = fail_rows(f->items, f->n);
-    f->params[4] = strdup(s->id);
     f->params[5] = ids_literal(f->items, f->n, RW_OUT_RELEASE);
-    if (f->params[1])
-        st[n++] = (struct rw_pg_stmt){"select rlsworker.complete_jobs($1, $2::bigint[])", 2,
-                                      (const char *const *)&f->params[0]};
-    if (f->params[3])
-        st[n++] = (struct rw_pg_stmt){
-            "select rlsworker.fail_jobs($1, array_agg(id), array_agg(err), array_agg(delay), "
-            "array_agg(dead)) from jsonb_to_recordset($2::jsonb) "
-            "as t(id bigint, err text, delay bigint, dead boolean)", 2,
-            (const char *const *)&f->params[2]};
-    if (f->params[5])
-        st[n++] = (struct rw_pg_stmt){"select rlsworker.release_jobs($1, $2::bigint[])", 2,
-                                      (const char *const *)&f->params[4]};
-    if (n == 0 || rw_pg_submit(s->ctl, st, n, flush_done, f) < 0) {
+    batch = (struct rw_queue_outcomes){s->id, f->params[1], f->params[3], f->params[5]};
+    if (rw_queue_record_outcomes(s->ctl, &batch, flush_done, f) < 0) {
         for (int i = 0; i < f->n; i++)
             rw_sched_report(s, f->items[i].kind, f->items[i].id, f->items[i].error,
                             f->items[i].delay_ms, f->items[i].dead);

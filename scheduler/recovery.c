@@ -11,6 +11,7 @@
 
 #include "scheduler/scheduler_int.h"
 #include "worker/base/log.h"
+#include "worker/pg/queue.h"
 
 #define SWEEP_INTERVAL_S 1.0   /* a killed worker's jobs return within ~1 s */
 
@@ -23,7 +24,7 @@ static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_warn("could not send heartbeat: %s", r->error);
         return;
     }
-    if (PQgetvalue(r->results[0], 0, 0)[0] != 't') {
+    if (!rw_queue_heartbeat_alive(r)) {
         /* we were declared lost: our jobs were requeued; their completions
          * will be refused (and rolled back), so just register again */
         rw_warn("this worker was declared lost by another worker (heartbeat older "
@@ -35,10 +36,7 @@ static void heartbeat_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
-    const char *params[1] = {s->id};
-
-    if (s->registered && rw_pg_query(s->ctl, "select rlsworker.heartbeat($1)", 1, params,
-                                     heartbeat_done, s) < 0)
+    if (s->registered && rw_queue_heartbeat(s->ctl, s->id, heartbeat_done, s) < 0)
         rw_warn("could not send heartbeat: not connected");
     /* a cancel whose NOTIFY was lost (or never sent through a pooler) */
     rw_sched_check_cancels(s);
@@ -53,7 +51,7 @@ static void sweep_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_warn("could not sweep jobs of lost workers: %s", r->error);
         return;
     }
-    n = atoi(PQgetvalue(r->results[0], 0, 0));
+    n = rw_queue_swept_count(r);
     if (n > 0)
         rw_info("returned %d jobs of lost workers to the queue", n);
 }
@@ -68,7 +66,7 @@ static void prune_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_warn("could not prune the job history: %s", r->error);
         return;
     }
-    n = atoll(PQgetvalue(r->results[0], 0, 0));
+    n = rw_queue_pruned_count(r);
     if (s->cb.on_history_pruned)
         s->cb.on_history_pruned(n, s->cb.arg);
     if (n > 0)
@@ -79,28 +77,19 @@ static void prune_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
  * at most history_prune_batch per sweep. */
 static void prune_history(struct rw_sched *s)
 {
-    char keep[16], batch[16];
-    const char *params[2] = {keep, batch};
-
-    snprintf(keep, sizeof keep, "%d", s->cfg->history_retention_s);
-    snprintf(batch, sizeof batch, "%d", s->cfg->history_prune_batch);
-    if (rw_pg_query(s->ctl, "select rlsworker.prune_history($1::int, $2::int)", 2, params,
-                    prune_done, s) < 0)
+    if (rw_queue_prune_history(s->ctl, s->cfg->history_retention_s,
+                               s->cfg->history_prune_batch, prune_done, s) < 0)
         rw_debug("history pruning skipped: not connected");
 }
 
 static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
-    char tmo[16];
     bool full = ev_now(loop) >= s->full_sweep_at;
-    const char *params[2] = {tmo, full ? "true" : "false"};
 
     /* every ~1 s: dead sessions only (cheap); 1/4-1/2 lock_timeout: all */
-    snprintf(tmo, sizeof tmo, "%d", s->cfg->lock_timeout_s);
     if (s->registered &&
-        rw_pg_query(s->ctl, "select rlsworker.sweep_dead_sessions($1::int, $2::boolean)", 2,
-                    params, sweep_done, s) < 0)
+        rw_queue_sweep_dead_sessions(s->ctl, s->cfg->lock_timeout_s, full, sweep_done, s) < 0)
         rw_debug("sweep skipped: not connected");
     if (s->registered && full)
         s->full_sweep_at = ev_now(loop) +

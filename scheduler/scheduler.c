@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "scheduler/scheduler_int.h"
+#include "jobs/exec/group.h"
 #include "worker/base/log.h"
+#include "worker/pg/queue.h"
 
 static void job_ended(struct rw_job *job, const struct rw_job_end *end, void *arg);
 static void rw_sched_job_ended(struct rw_sched *s);
@@ -16,8 +18,8 @@ static void ctl_lost(rw_pg *pg, const char *why, void *arg);
 
 /* ---- the executor's reports ------------------------------------------------ */
 
-/* on_end: the outcome goes into the next batch; the job leaves every list
- * and is freed here, where it was made. */
+/* on_end: the outcome goes into the next batch; the job (ENDED, off every
+ * list) is freed here, where it was made. */
 static void job_ended(struct rw_job *job, const struct rw_job_end *end, void *arg)
 {
     struct rw_sched *s = arg;
@@ -45,15 +47,6 @@ static void job_ended(struct rw_job *job, const struct rw_job_end *end, void *ar
     case RW_JOB_LOST:
         break;
     }
-    if (job->dispatched)
-        s->running--;
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        s->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    s->inflight--;
     rw_job_free(&job);
     rw_sched_job_ended(s);
 }
@@ -72,12 +65,12 @@ struct rw_exec_callbacks rw_sched_exec_callbacks(struct rw_sched *s)
 
 /* ---- claiming ------------------------------------------------------------ */
 
-static char *dup_or_null(const PGresult *res, int row, int col)
+static char *dup_or_null(const char *s)
 {
-    return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
+    return s ? strdup(s) : NULL;
 }
 
-static struct rw_job *job_from_row(struct rw_sched *s, const PGresult *res, int row)
+static struct rw_job *job_from_row(struct rw_sched *s, const struct rw_queue_claimed *row)
 {
     struct rw_job *job = calloc(1, sizeof *job);
     json_error_t jerr;
@@ -85,28 +78,35 @@ static struct rw_job *job_from_row(struct rw_sched *s, const PGresult *res, int 
     if (!job)
         return NULL;
     job->ex = s->ex;
-    job->id = atoll(PQgetvalue(res, row, 0));
-    job->task = strdup(PQgetvalue(res, row, 1));
-    job->payload = json_loads(PQgetvalue(res, row, 2), 0, &jerr);
-    job->claims = dup_or_null(res, row, 3);
-    job->subject = dup_or_null(res, row, 4);
-    job->run_as = dup_or_null(res, row, 5);
-    job->attempts = atoi(PQgetvalue(res, row, 6));
-    job->max_attempts = atoi(PQgetvalue(res, row, 7));
-    snprintf(job->lock_token, sizeof job->lock_token, "%s", PQgetvalue(res, row, 8));
-    job->claims_verified_at = atoll(PQgetvalue(res, row, 9));
-    job->chained_by = atoll(PQgetvalue(res, row, 10));
-    job->state = RW_JOB_CLAIMED;
+    job->id = row->id;
+    job->task = strdup(row->task);
+    job->payload = json_loads(row->payload, 0, &jerr);
+    job->claims = dup_or_null(row->claims);
+    job->subject = dup_or_null(row->subject);
+    job->run_as = dup_or_null(row->run_as);
+    job->attempts = row->attempts;
+    job->max_attempts = row->max_attempts;
+    snprintf(job->lock_token, sizeof job->lock_token, "%s", row->lock_token);
+    job->claims_verified_at = row->claims_verified_at;
+    job->chained_by = row->chained_by;
     job->claimed_at = ev_now(s->loop);
     if (!job->payload)
         job->payload = json_object();
-    job->next = s->jobs;
-    if (s->jobs)
-        s->jobs->prev = job;
-    s->jobs = job;
-    s->inflight++;
+    rw_job_claimed(job, &s->jobs);
     s->stats.claimed++;
     return job;
+}
+
+/* Dispatched jobs that count against concurrency: a group-committed job
+ * that joined an open group shares its first member's slot. */
+static int slots_used(const struct rw_sched *s)
+{
+    int n = 0;
+
+    for (int st = RW_JOB_WAITING; st < RW_JOB_ENDED; st++)
+        for (const struct rw_job *j = s->jobs.by_state[st].head; j; j = j->next)
+            n += rw_group_holds_slot(j);
+    return n;
 }
 
 /* Starts prefetched jobs while there are free slots. Jobs that end
@@ -117,20 +117,12 @@ static void pump(struct rw_sched *s)
     if (s->pumping)
         return;
     s->pumping = true;
-    while (s->ready_head && !s->stopping) {
-        struct rw_job *job = s->ready_head;
+    while (s->jobs.by_state[RW_JOB_READY].head && !s->stopping) {
+        struct rw_job *job = s->jobs.by_state[RW_JOB_READY].head;
         /* a user job that joins a group still open needs no slot (group commit) */
-        bool joins = rw_exec_joins_group(s->ex, job);
-        if (!joins && s->running >= s->cfg->concurrency)
+        if (!rw_exec_joins_group(s->ex, job) && slots_used(s) >= s->cfg->concurrency)
             break;
-        s->ready_head = job->ready_next;
-        if (!s->ready_head)
-            s->ready_tail = NULL;
-        job->ready_next = NULL;
-        job->dispatched = !joins;
-        if (!joins)
-            s->running++;
-        rw_job_dispatch(job);
+        rw_job_dispatch(job);             /* moves it out of READY */
     }
     s->pumping = false;
 }
@@ -138,21 +130,16 @@ static void pump(struct rw_sched *s)
 /* Stopping: prefetched jobs go back to the queue at once, uncounted. */
 static void release_ready(struct rw_sched *s)
 {
-    struct rw_job *job = s->ready_head;
+    struct rw_job *job;
 
-    s->ready_head = s->ready_tail = NULL;
-    while (job) {
-        struct rw_job *next = job->ready_next;
-        job->ready_next = NULL;
-        rw_job_release_if_waiting(job);
-        job = next;
-    }
+    while ((job = s->jobs.by_state[RW_JOB_READY].head) != NULL)
+        rw_job_release_if_waiting(job);   /* READY -> ENDED */
 }
 
 static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
     struct rw_sched *s = arg;
-    PGresult *res = r->nresults ? r->results[0] : NULL;
+    struct rw_queue_claimed row;
     int rows, asked = s->claim_asked;
 
     s->claim_inflight = false;
@@ -161,20 +148,14 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             rw_error("could not claim jobs: %s", r->error);
         return;
     }
-    rows = PQntuples(res);
+    rows = rw_queue_claimed_count(r);
     s->more_ready = rows >= asked;
     /* an empty answer while jobs ran proves nothing: a job's end may free
      * its named queue (--once claims again once everything settled) */
     s->drained = rows == 0 && s->claim_idle;
     for (int i = 0; i < rows; i++) {
-        struct rw_job *job = job_from_row(s, res, i);
-        if (!job)
-            continue;
-        if (s->ready_tail)
-            s->ready_tail->ready_next = job;
-        else
-            s->ready_head = job;
-        s->ready_tail = job;
+        rw_queue_claimed_row(r, i, &row);
+        job_from_row(s, &row);            /* joins the READY list */
     }
     if (s->stopping) {
         release_ready(s);   /* a claim that was in flight when the stop began */
@@ -190,10 +171,8 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 
 void rw_sched_maybe_claim(struct rw_sched *s)
 {
-    char n[16];
-    const char *params[2] = {s->id, n};
     int prefetch = s->prefetch_paused ? 0 : rw_config_prefetch(s->cfg);
-    int free_slots = s->cfg->concurrency + prefetch - s->inflight;
+    int free_slots = s->cfg->concurrency + prefetch - rw_sched_live(s);
 
     if (s->stopping || !s->ctl_ready || !s->registered)
         return;
@@ -204,15 +183,9 @@ void rw_sched_maybe_claim(struct rw_sched *s)
     if (free_slots <= 0)
         return;
     s->claim_asked = free_slots < s->cfg->claim_batch ? free_slots : s->cfg->claim_batch;
-    snprintf(n, sizeof n, "%d", s->claim_asked);
-    if (rw_pg_query(s->ctl,
-                    "select id, task, payload::text, claims::text, subject, run_as,"
-                    " attempts, coalesce(max_attempts, 0), lock_token::text,"
-                    " coalesce(extract(epoch from claims_verified_at)::bigint, 0),"
-                    " coalesce(chained_by, 0) from rlsworker.claim_jobs($1, $2::int)",
-                    2, params, claim_done, s) == 0) {
+    if (rw_queue_claim_jobs(s->ctl, s->id, s->claim_asked, claim_done, s) == 0) {
         s->claim_inflight = true;
-        s->claim_idle = s->inflight == 0;
+        s->claim_idle = rw_sched_live(s) == 0;
     }
 }
 
@@ -222,43 +195,27 @@ void rw_sched_maybe_claim(struct rw_sched *s)
 #define PREFETCH_HOLD_S 1.0
 static void release_stale_ready(struct rw_sched *s)
 {
-    struct rw_job **jp = &s->ready_head, *stale = NULL, **tail = &stale;
+    struct rw_job *job;
     ev_tstamp now = ev_now(s->loop);
 
-    s->ready_tail = NULL;
-    while (*jp) {
-        struct rw_job *job = *jp;
-        if (now - job->claimed_at > PREFETCH_HOLD_S) {
-            *jp = job->ready_next;
-            job->ready_next = NULL;
-            *tail = job;
-            tail = &job->ready_next;
-        } else {
-            s->ready_tail = job;
-            jp = &job->ready_next;
-        }
-    }
-    if (!stale)
-        return;
-    s->prefetch_paused = true;
-    while (stale) {
-        struct rw_job *next = stale->ready_next;
-        stale->ready_next = NULL;
-        rw_job_release_if_waiting(stale);
-        stale = next;
+    /* the READY list is in claim order: the stale jobs are at its head */
+    while ((job = s->jobs.by_state[RW_JOB_READY].head) != NULL &&
+           now - job->claimed_at > PREFETCH_HOLD_S) {
+        s->prefetch_paused = true;
+        rw_job_release_if_waiting(job);   /* READY -> ENDED */
     }
 }
 
 static void rw_sched_job_ended(struct rw_sched *s)
 {
-    if (s->running < s->cfg->concurrency)
+    if (slots_used(s) < s->cfg->concurrency)
         s->prefetch_paused = false;
     if (s->pumping)
         return;         /* the pump's caller claims once the batch is started */
     pump(s);
     if (s->more_ready || s->claim_again)
         rw_sched_maybe_claim(s);
-    if (s->stopping && s->inflight == 0)
+    if (s->stopping && rw_sched_live(s) == 0)
         rw_sched_finish(s);
 }
 
@@ -277,7 +234,7 @@ static void on_poll(struct ev_loop *loop, ev_timer *t, int revents)
 
 void rw_sched_check_done(struct rw_sched *s)
 {
-    if (!s->once || s->stopping || s->inflight > 0 || s->claim_inflight ||
+    if (!s->once || s->stopping || rw_sched_live(s) > 0 || s->claim_inflight ||
         s->noutcomes > 0 || s->flush_inflight > 0)
         return;
     if (!s->drained) {         /* one more claim after everything settled */
@@ -314,7 +271,7 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     }
     s->registered = true;
     s->ctl_backoff_ms = 0;
-    if (r->results[0] && PQgetvalue(r->results[0], 0, 0)[0] != 't')
+    if (!rw_queue_registered_own_session(r))
         rw_info("the control connection does not reach its own server session (a "
                 "pooler?): if this worker dies, its jobs return after lock_timeout "
                 "(%d s), not at once", s->cfg->lock_timeout_s);
@@ -326,37 +283,45 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     rw_sched_maybe_claim(s);
 }
 
+struct known_ids {
+    char *buf;
+    size_t cap, len;
+};
+
+static void add_known_id(struct rw_job *j, void *arg)
+{
+    struct known_ids *k = arg;
+
+    k->len += (size_t)snprintf(k->buf + k->len, k->cap - k->len, "%s%lld",
+                               k->len > 1 ? "," : "", j->id);
+}
+
 /* After (re)connecting: register, and give back jobs this worker holds in
  * the database but does not know (a claim whose answer was lost). Nothing
  * here outlives its transaction: LISTEN is the listener's (notify.c). */
 static void ctl_ready(rw_pg *pg, void *arg)
 {
     struct rw_sched *s = arg;
-    char pid[16], bpid[16], *known = NULL;
-    size_t cap = 2 + (size_t)s->inflight * 21, len = 0;
-    struct rw_pg_stmt st[2];
+    char *known = NULL;
+    size_t cap = 2 + (size_t)rw_sched_live(s) * 21, len = 0;
+    struct known_ids k;
 
     s->ctl_ready = true;
     rw_info("connected to the queue database as worker %s", s->id);
-    snprintf(pid, sizeof pid, "%d", (int)getpid());
-    /* the pid of our server session as the handshake told it: recorded only
-     * if it is the backend running the registration (not behind a pooler) */
-    snprintf(bpid, sizeof bpid, "%d", rw_pg_conn(pg) ? PQbackendPID(rw_pg_conn(pg)) : 0);
     known = malloc(cap + 1);
     if (!known)
         return;
     known[len++] = '{';
-    for (struct rw_job *j = s->jobs; j; j = j->next)
-        len += (size_t)snprintf(known + len, cap - len, "%s%lld", len > 1 ? "," : "", j->id);
+    k = (struct known_ids){known, cap, len};
+    rw_job_each(&s->jobs, add_known_id, &k);
+    len = k.len;
     known[len++] = '}';
     known[len] = '\0';
-    const char *reg[4] = {s->id, s->host, pid, bpid};
-    const char *rel[2] = {s->id, known};
-    st[0] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int, $4::int)", 4, reg};
-    st[1] = (struct rw_pg_stmt){
-        "select rlsworker.release_jobs($1, array(select id from rlsworker.jobs"
-        " where locked_by = $1 and state = 'running' and id <> all($2::bigint[])))", 2, rel};
-    if (rw_pg_submit(pg, st, 2, registered, s) < 0)
+    /* the pid of our server session as the handshake told it: recorded only
+     * if it is the backend running the registration (not behind a pooler) */
+    int bpid = rw_pg_conn(pg) ? PQbackendPID(rw_pg_conn(pg)) : 0;
+    if (rw_queue_register_worker(pg, s->id, s->host, (int)getpid(), bpid, known, registered,
+                                 s) < 0)
         rw_pg_abort(pg, "could not send the registration");
     free(known);
 }
@@ -430,16 +395,13 @@ static void deregistered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 /* Everything has ended: send what is left, deregister, leave the loop. */
 void rw_sched_finish(struct rw_sched *s)
 {
-    const char *params[1] = {s->id};
-
     if (s->stopped || s->finishing)
         return;
     s->finishing = true;
     ev_timer_stop(s->loop, &s->stop_timer);
     if (s->ctl_ready) {
         rw_sched_flush_outcomes(s, true);
-        if (rw_pg_query(s->ctl, "select rlsworker.deregister_worker($1)", 1, params,
-                        deregistered, s) == 0)
+        if (rw_queue_deregister_worker(s->ctl, s->id, deregistered, s) == 0)
             return;
     }
     if (s->noutcomes)
@@ -449,17 +411,29 @@ void rw_sched_finish(struct rw_sched *s)
     ev_break(s->loop, EVBREAK_ALL);
 }
 
+static void abandon(struct rw_job *j, void *arg)
+{
+    rw_job_abandon(j);
+}
+
+static void release_if_waiting(struct rw_job *j, void *arg)
+{
+    rw_job_release_if_waiting(j);
+}
+
+static void mark_abandoned(struct rw_job *j, void *arg)
+{
+    j->abandoned = true;
+}
+
 static void on_stop_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
 
-    if (s->inflight > 0) {
+    if (rw_sched_live(s) > 0) {
         rw_warn("shutdown_timeout of %d s reached: cancelling %d running jobs and "
-                "putting them back in the queue", s->cfg->shutdown_timeout_s, s->inflight);
-        for (struct rw_job *j = s->jobs, *next; j; j = next) {
-            next = j->next;
-            rw_job_abandon(j);
-        }
+                "putting them back in the queue", s->cfg->shutdown_timeout_s, rw_sched_live(s));
+        rw_job_each(&s->jobs, abandon, NULL);
         /* a job whose cancel is ignored is dropped with its connection */
         ev_timer_set(t, 10., 0.);
         ev_timer_start(loop, t);
@@ -476,8 +450,7 @@ static void on_stop_timeout(struct ev_loop *loop, ev_timer *t, int revents)
  * succeed) and put back uncounted; then deregister and leave. */
 static void stop_now(struct rw_sched *s)
 {
-    for (struct rw_job *j = s->jobs; j; j = j->next)
-        j->abandoned = true;
+    rw_job_each(&s->jobs, mark_abandoned, NULL);
     rw_exec_disconnect_all(s->ex);
     rw_sched_finish(s);
 }
@@ -491,10 +464,7 @@ void rw_sched_stop(struct rw_sched *s, bool immediate)
             s->cb.on_stopping(s->cb.arg);
         /* jobs that have not started go back at once, uncounted */
         release_ready(s);
-        for (struct rw_job *j = s->jobs, *next; j; j = next) {
-            next = j->next;
-            rw_job_release_if_waiting(j);
-        }
+        rw_job_each(&s->jobs, release_if_waiting, NULL);
         ev_init(&s->stop_timer, on_stop_timeout);
         s->stop_timer.data = s;
         ev_timer_set(&s->stop_timer, s->cfg->shutdown_timeout_s, 0.);
@@ -504,7 +474,7 @@ void rw_sched_stop(struct rw_sched *s, bool immediate)
         stop_now(s);
         return;
     }
-    if (s->inflight == 0)
+    if (rw_sched_live(s) == 0)
         rw_sched_finish(s);
 }
 
@@ -538,11 +508,11 @@ void rw_sched_free(struct rw_sched **sp)
     *sp = NULL;
     if (!s)
         return;
-    while (s->jobs) {
-        struct rw_job *j = s->jobs;
-        s->jobs = j->next;
-        rw_job_free(&j);
-    }
+    for (int st = 0; st < RW_JOB_ENDED; st++)
+        while (s->jobs.by_state[st].head) {
+            struct rw_job *j = s->jobs.by_state[st].head;
+            rw_job_free(&j);   /* takes it off its list */
+        }
     rw_pg_free(&s->ctl);
     rw_pg_free(&s->lsn);
     rw_sched_free_outcomes(s);
@@ -550,5 +520,5 @@ void rw_sched_free(struct rw_sched **sp)
 }
 
 bool rw_sched_registered(const struct rw_sched *s) { return s->registered; }
-int rw_sched_inflight(const struct rw_sched *s) { return s->inflight; }
-int rw_sched_running(const struct rw_sched *s) { return s->running; }
+int rw_sched_inflight(const struct rw_sched *s) { return rw_sched_live(s); }
+int rw_sched_running(const struct rw_sched *s) { return slots_used(s); }

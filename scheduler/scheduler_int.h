@@ -42,10 +42,9 @@ struct rw_sched {
     int lsn_backoff_ms;
     bool cancel_check_inflight;
 
-    /* scheduling */
-    int inflight;                 /* jobs claimed and not yet ended */
-    int running;                  /* of those, dispatched (at most concurrency) */
-    struct rw_job *ready_head, *ready_tail; /* claimed, waiting for a slot */
+    /* scheduling: every live job is on the list of its state; READY ones
+     * wait for a slot (jobs/exec/job.h) */
+    struct rw_job_lists jobs;
     bool pumping;
     bool prefetch_paused;         /* prefetched jobs went stale: claim only for free slots */
     bool claim_inflight;
@@ -69,9 +68,19 @@ struct rw_sched {
     int noutcomes, outcomes_cap;
     int flush_inflight;
 
-    struct rw_job *jobs;          /* every live job */
     struct rw_stats stats;
 };
+
+/* Jobs claimed and not yet ended; of those, dispatched (at most concurrency). */
+static inline int rw_sched_live(const struct rw_sched *s)
+{
+    return rw_job_count_live(&s->jobs);
+}
+
+static inline int rw_sched_dispatched(const struct rw_sched *s)
+{
+    return rw_sched_live(s) - rw_job_count(&s->jobs, RW_JOB_READY);
+}
 
 void rw_sched_check_done(struct rw_sched *s);
 void rw_sched_finish(struct rw_sched *s);

@@ -55,7 +55,7 @@ static void job_end(struct rw_job *job, const char *outcome, const struct rw_job
         rw_metrics_job(ex->metrics, job->task, outcome, ev_now(ex->loop) - job->started);
 
     ev_timer_stop(ex->loop, &job->timeout);
-    job->state = RW_JOB_ENDED;
+    rw_job_set_state(job, RW_JOB_ENDED);
     ex->cb.on_end(job, end, ex->cb.arg);
 }
 
@@ -91,21 +91,6 @@ static void job_released(struct rw_job *job)
     rw_job_log(RW_LOG_INFO, job, "put back in the queue without counting the attempt");
     struct rw_job_end end = {RW_JOB_RELEASED, false, NULL, 0};
     job_end(job, "released", &end);
-}
-
-void rw_job_free(struct rw_job **jp)
-{
-    struct rw_job *job = *jp;
-
-    *jp = NULL;
-    if (!job)
-        return;
-    json_decref(job->payload);
-    free(job->task);
-    free(job->claims);
-    free(job->subject);
-    free(job->run_as);
-    free(job);
 }
 
 /* ---- the executor ------------------------------------------------------ */
@@ -257,7 +242,9 @@ static void on_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
         job->timed_out = true;
         rw_job_log(RW_LOG_WARNING, job, "timed out after %d s, cancelling", timeout_s(job));
     }
-    if (job->pc && job->state == RW_JOB_RUNNING) {
+    if (job->state == RW_JOB_RUNNING)
+        rw_job_set_state(job, RW_JOB_STOPPING);
+    if (job->pc && rw_job_running(job)) {
         rw_pg *pg = rw_pconn_pg(job->pc);
         if (tm->repeat == 0.) {
             /* first expiry: ask the server; second: drop the connection */
@@ -270,7 +257,7 @@ static void on_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
         }
         return;
     }
-    if (job->state == RW_JOB_RUNNING && job->t && job->t->builtin) {
+    if (rw_job_running(job) && job->t && job->t->builtin) {
         /* the built-in still owns its rw_builtin_job and will call done */
         job->timed_out = true;
         abort_builtin(job);
@@ -288,7 +275,9 @@ void rw_job_cancel(struct rw_job *job, const char *why)
         job_failed(job, why, true);
         return;
     }
-    if (job->state == RW_JOB_RUNNING && job->pc) {
+    if (job->state == RW_JOB_RUNNING && (job->pc || job->bj))
+        rw_job_set_state(job, RW_JOB_STOPPING);
+    if (rw_job_running(job) && job->pc) {
         char err[256];
         rw_job_log(RW_LOG_INFO, job, "cancelling: %s", why);
         if (rw_pg_cancel(rw_pconn_pg(job->pc), err, sizeof err) < 0)
@@ -297,7 +286,7 @@ void rw_job_cancel(struct rw_job *job, const char *why)
         job->timeout.repeat = CANCEL_GRACE_S;
         ev_timer_again(job->ex->loop, &job->timeout);
     }
-    if (job->state == RW_JOB_RUNNING && job->bj) {
+    if (rw_job_running(job) && job->bj) {
         rw_job_log(RW_LOG_INFO, job, "cancelling: %s", why);
         abort_builtin(job);
     }
@@ -524,7 +513,7 @@ static void job_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
     bool user = t->run_as != RW_RUN_AS_SYSTEM;   /* from the task, never the pool */
 
     job->pc = pc;
-    job->state = RW_JOB_RUNNING;
+    rw_job_set_state(job, RW_JOB_RUNNING);
     job->started = ev_now(job->ex->loop);
     if (!run || !st) {
         free(run);
@@ -634,7 +623,7 @@ static void run_builtin(struct rw_job *job)
                                   job->attempts, job->subject, job->payload,
                                   job->ex->loop, job->ex->cfg, timeout_s(job), NULL};
     job->bj = bj;
-    job->state = RW_JOB_RUNNING;
+    rw_job_set_state(job, RW_JOB_RUNNING);
     job->started = ev_now(job->ex->loop);
     ev_timer_set(&job->timeout, timeout_s(job), 0.);
     ev_timer_start(job->ex->loop, &job->timeout);
@@ -698,11 +687,11 @@ void rw_job_dispatch(struct rw_job *job)
         job_failed(job, err, true);
         return;
     }
+    rw_job_set_state(job, RW_JOB_WAITING);
     if (rw_group_eligible(job)) {
         rw_group_add(job);
         return;
     }
-    job->state = RW_JOB_WAITING;
     job->waiter = (struct rw_pool_waiter){job_on_conn, job_on_conn_failed, NULL};
     rw_pool_acquire(job->pool, &job->waiter);
 }
@@ -710,7 +699,7 @@ void rw_job_dispatch(struct rw_job *job)
 /* Shutdown: a job that has not started goes back without counting. */
 void rw_job_release_if_waiting(struct rw_job *job)
 {
-    if (job->state == RW_JOB_CLAIMED) {
+    if (job->state == RW_JOB_READY) {
         ev_init(&job->timeout, on_timeout);   /* job_end stops it */
         job_released(job);
     } else if (job->state == RW_JOB_WAITING) {

@@ -75,12 +75,15 @@ void rw_exec_free(struct rw_executor **ex);
 /* Immediate stop: drops every pool's connections; running jobs see conn_lost. */
 void rw_exec_disconnect_all(struct rw_executor *ex);
 
-/* Starts a claimed job (job->ex set). Its end comes through on_end. */
+/* Starts a READY job (job->ex set): on return it is WAITING, RUNNING or
+ * already ended (the scheduler's pump relies on it leaving READY). Its end
+ * comes through on_end. */
 void rw_job_dispatch(struct rw_job *job);
 /* The job would join a group of user jobs that is still open (group commit),
  * so it needs no slot of its own (sets job->t). */
 bool rw_exec_joins_group(struct rw_executor *ex, struct rw_job *job);
-/* Asks a running job to stop (operator cancel, shutdown). */
+/* Asks a job to stop (operator cancel, shutdown): a WAITING one ends (dead),
+ * a RUNNING one becomes STOPPING; a READY one only remembers the request. */
 void rw_job_cancel(struct rw_job *job, const char *why);
 /* Shutdown: a job not started yet (prefetched or waiting for a connection)
  * goes back to the queue uncounted. */

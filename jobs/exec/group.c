@@ -212,7 +212,20 @@ void rw_group_add(struct rw_job *job)
     }
     g->m[g->n++] = (struct member){job, M_PENDING, 0};
     job->group = g;
-    job->state = RW_JOB_WAITING;
+}
+
+/* The group's first live member holds the group's slot of concurrency;
+ * the others joined it (rw_exec_joins_group) and hold none. */
+bool rw_group_holds_slot(const struct rw_job *job)
+{
+    const struct rw_group *g = job->group;
+
+    if (!g)
+        return true;
+    for (int i = 0; i < g->n; i++)
+        if (g->m[i].st != M_ENDED)
+            return g->m[i].job == job;
+    return true;
 }
 
 /* A job that waits in a group goes away (cancel, shutdown); an empty group
@@ -422,7 +435,7 @@ static void group_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
         if (g->m[i].st == M_ENDED)
             continue;
         job->pc = pc;
-        job->state = RW_JOB_RUNNING;
+        rw_job_set_state(job, RW_JOB_RUNNING);
         job->started = ev_now(ex->loop);
         /* the backstop when a cancel has no effect: it hits the whole group */
         ev_timer_set(&job->timeout, total, 0.);

@@ -18,5 +18,7 @@ bool rw_group_has_room(const struct rw_executor *ex, const struct rw_pool *pool)
 void rw_group_add(struct rw_job *job);
 /* A waiting job leaves its group (cancel, shutdown). */
 void rw_group_forget(struct rw_job *job);
+/* Not in a group, or its first live member: it counts against concurrency. */
+bool rw_group_holds_slot(const struct rw_job *job);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "scheduler/cron/cron_runner.h"
 #include "worker/base/log.h"
+#include "worker/pg/queue.h"
 
 enum runner_state { RS_STOPPED, RS_LOADING, RS_RUNNING };
 
@@ -124,14 +125,6 @@ static void slot_init(struct slot *s, const struct rw_cron_entry *e, int64_t las
     }
 }
 
-static int64_t row_last_tick(PGresult *res, const char *id)
-{
-    for (int i = 0; i < PQntuples(res); i++)
-        if (strcmp(PQgetvalue(res, i, 0), id) == 0)
-            return strtoll(PQgetvalue(res, i, 1), NULL, 10);
-    return -1;
-}
-
 static void on_loaded(rw_pg *pg, const struct rw_pg_result *res, void *arg)
 {
     struct rw_cron_runner *r = arg;
@@ -150,7 +143,7 @@ static void on_loaded(rw_pg *pg, const struct rw_pg_result *res, void *arg)
     int64_t now = wall_now();
     for (int i = 0; i < r->tab->n; i++)
         slot_init(&r->slots[i], &r->tab->entries[i],
-                  row_last_tick(res->results[0], r->tab->entries[i].id), now);
+                  rw_queue_cron_last_tick(res, r->tab->entries[i].id), now);
     r->loaded = true;
     r->state = RS_RUNNING;
     rw_info("cron: %d job%s scheduled", r->tab->n, r->tab->n == 1 ? "" : "s");
@@ -168,8 +161,7 @@ void rw_cron_runner_start(struct rw_cron_runner *r)
     if (r->state == RS_LOADING)
         return;
     if (!rw_pg_ready(r->pg) ||
-        rw_pg_query(r->pg, "select id, last_tick from rlsworker.cron_last_ticks()",
-                    0, NULL, on_loaded, r) < 0) {
+        rw_queue_cron_last_ticks(r->pg, on_loaded, r) < 0) {
         arm(r, r->o.retry_s);
         return;
     }
@@ -182,15 +174,13 @@ static void on_fired(rw_pg *pg, const struct rw_pg_result *res, void *arg)
     struct fire_op *op = arg;
     struct rw_cron_runner *r = op->r;
     char ts[32];
+    const char *job = res->ok ? rw_queue_cron_fire_job(res) : NULL;
     rw_cron_fmt_time(op->tick, ts, sizeof ts);
-    if (res->ok && res->nresults > 0 && res->results[0] &&
-        !PQgetisnull(res->results[0], 0, 0)) {
+    if (job) {
         if (op->backfilled)
-            rw_info("cron id=%s tick=%s: backfilled, queued job %s", op->id, ts,
-                    PQgetvalue(res->results[0], 0, 0));
+            rw_info("cron id=%s tick=%s: backfilled, queued job %s", op->id, ts, job);
         else
-            rw_debug("cron id=%s tick=%s: queued job %s", op->id, ts,
-                     PQgetvalue(res->results[0], 0, 0));
+            rw_debug("cron id=%s tick=%s: queued job %s", op->id, ts, job);
     } else if (res->ok) {
         rw_debug("cron id=%s tick=%s: already fired by another worker", op->id, ts);
     } else if (res->conn_lost && !r->dying) {
@@ -212,13 +202,11 @@ static void on_fired(rw_pg *pg, const struct rw_pg_result *res, void *arg)
 static int fire(struct rw_cron_runner *r, const struct rw_cron_entry *e, int64_t tick,
                 bool backfilled)
 {
-    char ts[32], prio[16], max[16];
+    char ts[32];
     struct fire_op *op = calloc(1, sizeof *op);
     if (!op)
         return -1;
     rw_cron_fmt_time(tick, ts, sizeof ts);
-    snprintf(prio, sizeof prio, "%d", e->priority);
-    snprintf(max, sizeof max, "%d", e->max_attempts);
     /* a user task's line gets exactly the claims {"sub": subject} (docs/cron.md) */
     char *claims = NULL;
     if (e->claims_from_subject && e->subject) {
@@ -230,16 +218,14 @@ static int fire(struct rw_cron_runner *r, const struct rw_cron_entry *e, int64_t
             return -1;
         }
     }
-    const char *params[11] = {e->id, ts, e->task, e->payload, backfilled ? "true" : "false",
-                              e->queue, prio, e->max_attempts > 0 ? max : NULL,
-                              e->run_as, e->subject, claims};
+    const struct rw_queue_cron_tick t = {e->id, ts, e->task, e->payload, backfilled,
+                                         e->queue, e->priority, e->max_attempts,
+                                         e->run_as, e->subject, claims};
     op->r = r;
     snprintf(op->id, sizeof op->id, "%s", e->id);
     op->tick = tick;
     op->backfilled = backfilled;
-    int rc = rw_pg_query(r->pg, "select rlsworker.cron_fire($1, $2::timestamptz, $3, $4::jsonb, "
-                         "$5::boolean, $6, $7::int, $8::int, $9, $10, $11::jsonb)",
-                         11, params, on_fired, op);
+    int rc = rw_queue_cron_fire(r->pg, &t, on_fired, op);
     free(claims);
     if (rc < 0) {
         free(op);

@@ -97,7 +97,7 @@ static struct rw_job *new_job(struct fixture *f, const char *task, int attempts)
     job->task = strdup(task);
     job->payload = json_object();
     job->attempts = attempts;
-    job->state = RW_JOB_CLAIMED;
+    rw_job_claimed(job, NULL);
     return job;
 }
 
@@ -170,6 +170,46 @@ static void test_release_before_dispatch(void **state)
     assert_int_equal(f->outcome, RW_JOB_RELEASED);
 }
 
+/* The owner's lists follow the state: a claimed job is READY; a job that
+ * ends leaves every list before on_end sees it. */
+static void test_lists_follow_the_state(void **state)
+{
+    struct fixture *f = *state;
+    struct rw_job_lists lists = {0};
+    struct rw_job *a = new_job(f, "noop", 1), *b = new_job(f, "noop", 1);
+
+    rw_job_claimed(a, &lists);
+    rw_job_claimed(b, &lists);
+    assert_int_equal(rw_job_count(&lists, RW_JOB_READY), 2);
+    assert_ptr_equal(lists.by_state[RW_JOB_READY].head, a);   /* oldest first */
+    rw_job_dispatch(a);                                      /* READY -> RUNNING -> ENDED */
+    assert_int_equal(f->ends, 1);
+    assert_int_equal(rw_job_count_live(&lists), 1);
+    assert_ptr_equal(lists.by_state[RW_JOB_READY].head, b);
+    rw_job_release_if_waiting(b);                            /* READY -> ENDED */
+    assert_int_equal(f->outcome, RW_JOB_RELEASED);
+    assert_int_equal(rw_job_count_live(&lists), 0);
+    assert_null(lists.by_state[RW_JOB_READY].head);
+    assert_null(lists.by_state[RW_JOB_READY].tail);
+}
+
+/* A cancel of a job not started yet is remembered (its outcome would say
+ * cancelled) but is no transition: it stays READY. */
+static void test_cancel_before_dispatch_keeps_it_ready(void **state)
+{
+    struct fixture *f = *state;
+    struct rw_job_lists lists = {0};
+    struct rw_job *job = new_job(f, "noop", 1);
+
+    rw_job_claimed(job, &lists);
+    rw_job_cancel(job, "cancelled by operator");
+    assert_int_equal(job->state, RW_JOB_READY);
+    assert_true(job->cancel_requested);
+    assert_int_equal(f->ends, 0);
+    rw_job_release_if_waiting(job);
+    assert_int_equal(f->outcome, RW_JOB_RELEASED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -182,6 +222,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scoped_query_without_admin_connection_fails,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_before_dispatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lists_follow_the_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_before_dispatch_keeps_it_ready, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

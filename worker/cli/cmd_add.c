@@ -8,6 +8,7 @@
 #include "worker/cli/cli.h"
 #include "worker/cli/commands.h"
 #include "worker/cli/verify_cli.h"
+#include "worker/pg/queue_cli.h"
 
 #define CMD "add"
 
@@ -133,14 +134,11 @@ static char *json_object_arg(const char *flag, const char *text, size_t max)
 static int enqueue(PGconn *c, const struct add_args *a, const char *payload,
                    const char *claims, long long *id)
 {
-    const char *params[11] = {a->task, payload, a->run_at, a->queue, a->key,
-                              a->priority ? a->priority : "0", a->max_attempts, claims,
-                              a->subject, a->run_as, a->key_mode ? a->key_mode : "replace"};
-    PGresult *r = PQexecParams(c,
-        "select rlsworker.add_job(task => $1, payload => $2::jsonb, run_at => $3::timestamptz,"
-        " queue => $4, job_key => $5, priority => $6::int, max_attempts => $7::int,"
-        " claims => $8::jsonb, subject => $9, run_as => $10, job_key_mode => $11)",
-        11, NULL, params, NULL, NULL, 0);
+    const struct rw_queue_new_job j = {a->task, payload, a->run_at, a->queue, a->key,
+                                       a->priority ? a->priority : "0", a->max_attempts,
+                                       claims, a->subject, a->run_as,
+                                       a->key_mode ? a->key_mode : "replace"};
+    PGresult *r = rw_queue_cli_add_job(c, &j);
     int rc = 0;
 
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {

@@ -8,26 +8,9 @@
 #include "worker/cli/cli.h"
 #include "worker/cli/cmd_jobs_bulk.h"
 #include "worker/cli/commands.h"
+#include "worker/pg/queue_cli.h"
 
 #define CMD "jobs"
-
-/* Claims are never printed: only whether a job has them, and its subject. */
-#define JOB_JSON \
-    "json_build_object('id', id, 'task', task, 'queue', queue, 'payload', payload," \
-    " 'has_claims', claims is not null, 'subject', subject, 'run_as', run_as," \
-    " 'priority', priority, 'run_at', run_at, 'attempts', attempts," \
-    " 'max_attempts', max_attempts, 'state', state, 'last_error', last_error," \
-    " 'errors', errors," \
-    " 'job_key', job_key, 'locked_by', locked_by, 'locked_at', locked_at," \
-    " 'created_at', created_at, 'updated_at', updated_at)"
-
-/* A finished run from rlsworker.job_history (never claims: only the subject). */
-#define RUN_JSON \
-    "json_build_object('id', job_id, 'task', task, 'queue', queue, 'subject', subject," \
-    " 'run_as', run_as, 'attempts', attempts, 'state', outcome, 'worker', worker_id," \
-    " 'error', error, 'created_at', created_at, 'started_at', started_at," \
-    " 'finished_at', finished_at, 'duration_ms'," \
-    " round(extract(epoch from duration) * 1000, 3))"
 
 static void usage(FILE *out)
 {
@@ -47,10 +30,9 @@ static void usage(FILE *out)
         "       rlsworker jobs stats [--json]\n");
 }
 
-static PGresult *query(PGconn *c, const char *sql, int n, const char *const *params)
+/* r (a worker/pg/queue_cli.c answer) if it has rows, else NULL, said. */
+static PGresult *query(PGconn *c, PGresult *r)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
         rw_cli_error(CMD, "query failed: %s", msg ? msg : PQerrorMessage(c));
@@ -62,10 +44,9 @@ static PGresult *query(PGconn *c, const char *sql, int n, const char *const *par
 
 /* Runs a query returning one JSON text. With --json prints it as is and
  * returns NULL with *rc set; otherwise returns it parsed (new reference). */
-static json_t *json_query(PGconn *c, const char *sql, int n, const char *const *params,
-                          bool json, int *rc)
+static json_t *json_query(PGconn *c, PGresult *answer, bool json, int *rc)
 {
-    PGresult *r = query(c, sql, n, params);
+    PGresult *r = query(c, answer);
     json_t *v = NULL;
 
     *rc = r ? RW_EXIT_OK : RW_EXIT_FAIL;
@@ -81,13 +62,8 @@ static json_t *json_query(PGconn *c, const char *sql, int n, const char *const *
 
 static int list(PGconn *c, const char *state, const char *task, const char *limit, bool json)
 {
-    const char *params[3] = {state, task, limit ? limit : "100"};
     int rc;
-    json_t *arr = json_query(c,
-        "select coalesce(json_agg(j order by (j->>'id')::bigint), '[]')::text from ("
-        " select " JOB_JSON "::jsonb as j from rlsworker.jobs"
-        " where ($1::text is null or state = $1) and ($2::text is null or task = $2)"
-        " order by id limit $3::int) s", 3, params, json, &rc);
+    json_t *arr = json_query(c, rw_queue_cli_list_jobs(c, state, task, limit), json, &rc);
 
     if (!arr)
         return rc;
@@ -118,13 +94,8 @@ static bool is_outcome(const char *state)
 static int list_history(PGconn *c, const char *state, const char *task, const char *limit,
                         bool json)
 {
-    const char *params[3] = {state, task, limit ? limit : "100"};
     int rc;
-    json_t *arr = json_query(c,
-        "select coalesce(json_agg(" RUN_JSON " order by finished_at desc, id desc), '[]')::text"
-        " from (select * from rlsworker.job_history"
-        "  where ($1::text is null or outcome = $1) and ($2::text is null or task = $2)"
-        "  order by finished_at desc, id desc limit $3::int) h", 3, params, json, &rc);
+    json_t *arr = json_query(c, rw_queue_cli_list_history(c, state, task, limit), json, &rc);
 
     if (!arr)
         return rc;
@@ -149,9 +120,7 @@ static int list_history(PGconn *c, const char *state, const char *task, const ch
 
 static int show(PGconn *c, const char *id, bool json)
 {
-    const char *params[1] = {id};
-    PGresult *r = query(c, "select " JOB_JSON "::jsonb::text from rlsworker.jobs where id = $1::bigint",
-                        1, params);
+    PGresult *r = query(c, rw_queue_cli_show_job(c, id));
     json_t *j;
     const char *key;
     json_t *v;
@@ -193,14 +162,13 @@ static int show(PGconn *c, const char *id, bool json)
 
 static int act(PGconn *c, const char *fn, const char *id)
 {
-    const char *params[1] = {id};
-    char sql[128];
     PGresult *r;
     const char *res;
     int rc = RW_EXIT_OK;
 
-    snprintf(sql, sizeof sql, "select rlsworker.%s($1::bigint)", fn);
-    if (!(r = query(c, sql, 1, params)))
+    r = strcmp(fn, "retry_job") == 0 ? rw_queue_cli_retry_job(c, id)
+                                     : rw_queue_cli_cancel_job(c, id);
+    if (!(r = query(c, r)))
         return RW_EXIT_FAIL;
     res = PQgetvalue(r, 0, 0);
     if (strcmp(res, "not found") == 0) {
@@ -219,12 +187,7 @@ static int act(PGconn *c, const char *fn, const char *id)
 static int stats(PGconn *c, bool json)
 {
     int rc;
-    json_t *arr = json_query(c,
-        "select coalesce(json_agg(s order by s.task, s.state), '[]')::text from ("
-        " select task, state, count(*) as jobs,"
-        " count(*) filter (where state = 'queued' and run_at <= now()) as ready,"
-        " min(created_at) as oldest from rlsworker.jobs group by task, state) s", 0, NULL,
-        json, &rc);
+    json_t *arr = json_query(c, rw_queue_cli_job_stats(c), json, &rc);
 
     if (!arr)
         return rc;

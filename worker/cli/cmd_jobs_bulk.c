@@ -7,6 +7,7 @@
 
 #include "worker/cli/cli.h"
 #include "worker/cli/commands.h"
+#include "worker/pg/queue_cli.h"
 
 #define CMD "jobs"
 
@@ -17,13 +18,9 @@ bool rw_jobs_filter_given(const struct rw_jobs_filter *f)
 
 int rw_jobs_bulk(PGconn *c, bool cancel, const struct rw_jobs_filter *f, bool json)
 {
-    const char *params[5] = {f->task, f->queue, f->state, f->subject, f->key_prefix};
-    PGresult *r = PQexecParams(c, cancel
-        ? "select cancelled, cancelling from rlsworker.cancel_jobs(task => $1, queue => $2,"
-          " state => $3, subject => $4, key_prefix => $5)"
-        : "select rlsworker.retry_jobs(task => $1, queue => $2, state => $3, subject => $4,"
-          " key_prefix => $5), 0",
-        5, NULL, params, NULL, NULL, 0);
+    const struct rw_queue_job_filter q = {f->task, f->queue, f->state, f->subject,
+                                          f->key_prefix};
+    PGresult *r = cancel ? rw_queue_cli_cancel_jobs(c, &q) : rw_queue_cli_retry_jobs(c, &q);
     long long n, m;
 
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {

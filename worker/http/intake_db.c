@@ -9,17 +9,7 @@
 #include "worker/base/log.h"
 #include "worker/base/metrics.h"
 #include "worker/pg/migrations.h"
-
-static const char CHECK_SQL[] =
-    "select coalesce(max(version), 0) from rlsworker.migrations";
-static const char DEPTH_SQL[] =
-    "select s.state, count(j.id) from unnest(array['queued', 'running', 'dead', 'cancelled']) s(state) "
-    "left join rlsworker.jobs j on j.state = s.state group by s.state";
-static const char ADD_USER_JOB_SQL[] =
-    "select rlsworker.add_job(task => $1, payload => $2::jsonb, run_at => $3::timestamptz, "
-    "job_key => $4, claims => $5::jsonb, run_as => 'user')";
-static const char ADD_WEBHOOK_JOB_SQL[] =
-    "select job_id, replay from rlsworker.add_webhook_job($1, $2, $3, $4::jsonb, $5, $6::jsonb)";
+#include "worker/pg/queue.h"
 
 static void on_checked(rw_pg *pg, const struct rw_pg_result *res, void *arg)
 {
@@ -34,24 +24,25 @@ static void on_checked(rw_pg *pg, const struct rw_pg_result *res, void *arg)
                  res->error ? res->error : "unknown error");
         return;
     }
-    v = atoi(PQgetvalue(res->results[0], 0, 0));
+    v = rw_queue_readiness_version(res);
     in->schema_ok = v == rw_migrations_latest();
     if (!in->schema_ok)
         snprintf(in->not_ready, sizeof in->not_ready,
                  "schema rlsworker is at version %d, this binary needs %d", v,
                  rw_migrations_latest());
-    for (int i = 0; m && res->results[1] && i < PQntuples(res->results[1]); i++)
-        rw_metrics_queue_depth(m, PQgetvalue(res->results[1], i, 0),
-                               atoll(PQgetvalue(res->results[1], i, 1)));
+    for (int i = 0; m && i < rw_queue_readiness_states(res); i++) {
+        const char *state;
+        long long count;
+        rw_queue_readiness_state(res, i, &state, &count);
+        rw_metrics_queue_depth(m, state, count);
+    }
 }
 
 static void check_now(struct rw_intake *in)
 {
-    struct rw_pg_stmt st[2] = {{CHECK_SQL, 0, NULL}, {DEPTH_SQL, 0, NULL}};
-
     if (!in->pg_ready || in->check_inflight)
         return;
-    if (rw_pg_submit(in->pg, st, 2, on_checked, in) == 0)
+    if (rw_queue_readiness(in->pg, on_checked, in) == 0)
         in->check_inflight = true;
 }
 
@@ -159,7 +150,7 @@ static void on_user_job(rw_pg *pg, const struct rw_pg_result *res, void *arg)
         answer_failure(r, res);
         return;
     }
-    r->job_id = atoll(PQgetvalue(res->results[0], 0, 0));
+    r->job_id = rw_queue_added_job(res);
     rw_req_answer(r, 202, NULL);
 }
 
@@ -167,7 +158,6 @@ bool rw_intake_db_add_user_job(struct rw_req *r, const char *claims, const char 
 {
     struct rw_intake *in = r->in;
     char *key = NULL, *payload;
-    const char *params[5];
     int rc;
 
     if (!rw_intake_db_ready(in))
@@ -180,12 +170,9 @@ bool rw_intake_db_add_user_job(struct rw_req *r, const char *claims, const char 
         free(key);
         return false;
     }
-    params[0] = r->job.task;
-    params[1] = payload;
-    params[2] = r->job.run_at[0] ? r->job.run_at : NULL;
-    params[3] = key;
-    params[4] = claims;
-    rc = rw_pg_query(in->pg, ADD_USER_JOB_SQL, 5, params, on_user_job, r);
+    rc = rw_queue_add_user_job(in->pg, r->job.task, payload,
+                               r->job.run_at[0] ? r->job.run_at : NULL, key, claims,
+                               on_user_job, r);
     free(payload);
     free(key);
     if (rc < 0)
@@ -204,8 +191,8 @@ static void on_webhook_job(rw_pg *pg, const struct rw_pg_result *res, void *arg)
         answer_failure(r, res);
         return;
     }
-    r->job_id = atoll(PQgetvalue(res->results[0], 0, 0));
-    replay = strcmp(PQgetvalue(res->results[0], 0, 1), "t") == 0;
+    r->job_id = rw_queue_added_job(res);
+    replay = rw_queue_added_webhook_replay(res);
     if (replay) {
         char *body = NULL;
         if (asprintf(&body, "{\"id\":%lld,\"replay\":true}", r->job_id) < 0)
@@ -220,17 +207,10 @@ bool rw_intake_db_add_webhook_job(struct rw_req *r, const char *task, const char
                                   const char *claims)
 {
     struct rw_intake *in = r->in;
-    const char *params[6];
-
     if (!rw_intake_db_ready(in))
         return false;
-    params[0] = in->env.cfg->webhooks[r->source].name;
-    params[1] = r->wh_id;
-    params[2] = task;
-    params[3] = r->body;
-    params[4] = subject;
-    params[5] = claims;
-    if (rw_pg_query(in->pg, ADD_WEBHOOK_JOB_SQL, 6, params, on_webhook_job, r) < 0)
+    if (rw_queue_add_webhook_job(in->pg, in->env.cfg->webhooks[r->source].name, r->wh_id,
+                                 task, r->body, subject, claims, on_webhook_job, r) < 0)
         return false;
     r->db_wait = true;
     return true;
