@@ -49,7 +49,5 @@ void rw_check_notifications(const struct rw_config *cfg, struct rw_report *rep)
     }
     PQfinish(c);
 out:
-    /* each finding names the configured connection it is about */
-    for (int i = first; i < rep->n; i++)
-        snprintf(rep->checks[i].config, sizeof rep->checks[i].config, "%s", source);
+    rw_report_label(rep, first, source);
 }

@@ -448,13 +448,6 @@ int rw_rolecheck_admin(PGconn *admin, struct rw_report *rep)
 
 /* ---- every configured connection --------------------------------------- */
 
-/* Every check from `first` on is about the configured connection `source`. */
-static void label(struct rw_report *rep, int first, const char *source)
-{
-    for (int i = first; i < rep->n; i++)
-        snprintf(rep->checks[i].config, sizeof rep->checks[i].config, "%s", source);
-}
-
 static void check_one_restricted(const struct rw_config *cfg, const char *url,
                                  const char *expected, const char *source,
                                  PGconn *admin, bool doctor, struct rw_report *rep)
@@ -466,12 +459,12 @@ static void check_one_restricted(const struct rw_config *cfg, const char *url,
         rw_report_add(rep, "restricted.login", RW_CHECK_FAIL, expected,
                       "%s has no connection string; fix: set it to a URL that logs in as "
                       "\"%s\"", source, expected);
-        label(rep, first, source);
+        rw_report_label(rep, first, source);
         return;
     }
     c = rw_rolecheck_connect(url, "restricted", source, cfg->connect_timeout_s, rep);
     if (!c) {
-        label(rep, first, source);
+        rw_report_label(rep, first, source);
         return;
     }
     /* failed queries are FAIL checks in rep already */
@@ -482,7 +475,7 @@ static void check_one_restricted(const struct rw_config *cfg, const char *url,
             rw_debug("canary for %s failed", source);
     }
     PQfinish(c);
-    label(rep, first, source);
+    rw_report_label(rep, first, source);
 }
 
 void rw_rolecheck_all(const struct rw_config *cfg, bool doctor, struct rw_report *rep)
@@ -499,7 +492,7 @@ void rw_rolecheck_all(const struct rw_config *cfg, bool doctor, struct rw_report
                                      cfg->connect_timeout_s, rep);
     if (admin && rw_rolecheck_admin(admin, rep) < 0)
         rw_debug("admin checks incomplete");
-    label(rep, 0, "DATABASE_URL");
+    rw_report_label(rep, 0, "DATABASE_URL");
     if (!cfg->authenticated_url && cfg->nroles == 0)
         rw_report_add(rep, "restricted.login", doctor ? RW_CHECK_WARN : RW_CHECK_INFO, NULL,
                       "no restricted role is configured, so user-scoped jobs cannot run; "

@@ -53,6 +53,10 @@ void rw_report_add(struct rw_report *rep, const char *id, enum rw_check_status s
                    const char *role, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/* Labels every check from index `first` on with the configured connection
+ * it is about (`source`, e.g. "DATABASE_URL" or "role.NAME"). */
+void rw_report_label(struct rw_report *rep, int first, const char *source);
+
 bool rw_report_has_fail(const struct rw_report *rep);
 int rw_report_count(const struct rw_report *rep, enum rw_check_status st);
 const char *rw_check_status_name(enum rw_check_status st);

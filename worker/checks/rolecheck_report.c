@@ -59,6 +59,12 @@ void rw_report_add(struct rw_report *rep, const char *id, enum rw_check_status s
     c->message = copy;
 }
 
+void rw_report_label(struct rw_report *rep, int first, const char *source)
+{
+    for (int i = first; i < rep->n; i++)
+        snprintf(rep->checks[i].config, sizeof rep->checks[i].config, "%s", source);
+}
+
 int rw_report_count(const struct rw_report *rep, enum rw_check_status st)
 {
     int n = 0;
