@@ -18,9 +18,16 @@
 #                 transaction cost without the table write)
 # Latency: a running `rlsworker run` (LISTEN/NOTIFY), SAMPLES sequential user-scoped
 # jobs, enqueue -> task start (tests/bench/latency.py), after 100 warm-up jobs; RUNS runs.
+# Enqueue (PHASES=enqueue; no worker runs): for each count in ENQ_JOBS, RUNS times on an
+# emptied queue, the time of ONE statement (psql's \timing, commit included) that queues
+# that many jobs: fn=add_job is the per-row form (ENQ_TASKS' enqueue statement above,
+# one add_job call per row), fn=add_jobs the bulk form, one rlsworker.add_jobs(jsonb)
+# call with the jobs as a JSON array (built beforehand, sent as a literal), as
+# graphile_throughput.sh times graphile_worker.add_jobs (its add_jobs_per_s).
 #
 # Env: JOBS (20000) RUNS (3) CONCURRENCIES ("1 10 50") TASKS ("noop user_insert")
-#      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency")
+#      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency"; also "enqueue")
+#      ENQ_JOBS ("20000 100000") ENQ_TASKS ("noop user_insert")
 #      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH (100)
 #      PREFETCHES ("default": list of --prefetch values to measure, e.g. "default 0 100";
 #      "default" passes no --prefetch, so the worker sizes it from the concurrency)
@@ -32,24 +39,29 @@
 # Result lines:
 #   rlsworker task=noop concurrency=10 jobs=20000 runs=3 jobs_per_s=MED (min .. max) raw_jobs_per_s=...
 #   rlsworker_latency task=user_latency concurrency=24 samples=1000 runs=3 p50_ms=MED (min .. max) p95_ms=.. p99_ms=.. avg_ms=..
+#   rlsworker_enqueue fn=add_job task=noop jobs=20000 runs=3 jobs_per_s=MED (min .. max)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 if [ "${QUICK:-0}" = 1 ]; then
-    : "${JOBS:=10000}" "${RUNS:=1}" "${CONCURRENCIES:=1 10}" "${SAMPLES:=300}"
+    : "${JOBS:=10000}" "${RUNS:=1}" "${CONCURRENCIES:=1 10}" "${SAMPLES:=300}" "${ENQ_JOBS:=10000}"
 fi
 JOBS=${JOBS:-20000}; RUNS=${RUNS:-3}; CONCURRENCIES=${CONCURRENCIES:-1 10 50}
 TASKS=${TASKS:-noop user_insert}; SAMPLES=${SAMPLES:-1000}; LAT_CONCURRENCY=${LAT_CONCURRENCY:-24}
 PHASES=${PHASES:-throughput latency}; CLAIM_BATCH=${CLAIM_BATCH:-100}
 PREFETCHES=${PREFETCHES:-default}; PREFETCH=default
+ENQ_JOBS=${ENQ_JOBS:-20000 100000}; ENQ_TASKS=${ENQ_TASKS:-noop user_insert}
 BIN=${RLSWORKER_BIN:-$repo/build-bench/rlsworker}
 PEERS=${BENCH_PEERS_DIR:-$repo/../shared/bench-peers}
 DB=bench_rlsworker
-for v in "$JOBS" "$RUNS" "$SAMPLES" "$CLAIM_BATCH" ${PREFETCHES//default/0}; do
+for v in "$JOBS" "$RUNS" "$SAMPLES" "$CLAIM_BATCH" ${PREFETCHES//default/0} $ENQ_JOBS; do
     case "$v" in ''|*[!0-9]*) echo "bench: JOBS, RUNS, SAMPLES and CLAIM_BATCH must be whole numbers" >&2; exit 2;; esac
 done
 [ "$JOBS" -le 1000000 ] && [ "$RUNS" -le 20 ] || { echo "bench: at most JOBS=1000000, RUNS=20" >&2; exit 2; }
+for v in $ENQ_JOBS; do
+    [ "$v" -ge 1 ] && [ "$v" -le 1000000 ] || { echo "bench: ENQ_JOBS counts must be 1..1000000" >&2; exit 2; }
+done
 
 # ---- cluster ----------------------------------------------------------------
 own_cluster=0
@@ -284,12 +296,63 @@ latency() {
     done
 }
 
+# The JSON array add_jobs takes for JOBS jobs of a task, as enqueue_sql queues them.
+add_jobs_json() { # task jobs
+    local claims="'claims', jsonb_build_object('sub', 'user' || (i % 100), 'role', 'authenticated')"
+    case "$1" in
+    noop) q "select jsonb_agg(jsonb_build_object('task', 'noop', 'payload', jsonb_build_object('id', i)) order by i) from generate_series(1, $2) i";;
+    user_insert) q "select jsonb_agg(jsonb_build_object('task', 'add_todo', 'payload', jsonb_build_object('title', 't' || i), $claims) order by i) from generate_series(1, $2) i";;
+    user_select1) q "select jsonb_agg(jsonb_build_object('task', 'bench.select1', $claims) order by i) from generate_series(1, $2) i";;
+    *) echo "bench: unknown task $1 (noop, user_insert, user_select1)" >&2; return 1;;
+    esac
+}
+
+# ms of the last statement of the psql script on stdin (\timing; a fresh
+# connection, so the connection set-up is not counted)
+timed_ms() {
+    { echo '\timing on'; cat; } | psql -qAtX -v ON_ERROR_STOP=1 -d "$DATABASE_URL" |
+        awk '/^Time: /{ms=$2} END{if (ms == "") exit 1; print ms}'
+}
+
+enqueue() {
+    local task n r fn out ms json left
+    fresh_db
+    for task in $ENQ_TASKS; do
+        enqueue_sql "$task" 1 >/dev/null || exit 2
+        for n in $ENQ_JOBS; do
+            json=$work/enq.json
+            add_jobs_json "$task" "$n" > "$json"
+            for fn in add_job add_jobs; do
+                out=$work/enq.out; : > "$out"
+                for r in $(seq "$RUNS"); do
+                    q "truncate rlsworker.jobs" >/dev/null
+                    if [ "$fn" = add_job ]; then
+                        ms=$(enqueue_sql "$task" "$n" | timed_ms)
+                    else
+                        ms=$(printf '%s\n' "\\set js \`cat $json\`" \
+                                "select count(*) from rlsworker.add_jobs(:'js')" | timed_ms)
+                    fi
+                    left=$(q "select count(*) from rlsworker.jobs")
+                    [ "$left" = "$n" ] || { echo "bench: $fn queued $left jobs, not $n" >&2; return 1; }
+                    awk -v n="$n" -v ms="$ms" -v r="$r" -v f="$fn" -v t="$task" 'BEGIN{
+                        printf "  run %d: fn=%s task=%s jobs=%d ms=%.1f jobs_per_s=%.0f\n", r, f, t, n, ms, 1000*n/ms > "/dev/stderr"
+                        printf "%.1f\n", 1000*n/ms }' >> "$out"
+                done
+                echo "rlsworker_enqueue fn=$fn task=$task sync_commit=$sync_now jobs=$n runs=$RUNS" \
+                    "jobs_per_s=$(mmm < "$out")"
+            done
+        done
+    done
+    q "truncate rlsworker.jobs" >/dev/null
+}
+
 echo "# rlsworker $("$BIN" --version 2>/dev/null | head -1) $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null)," \
     "$(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), synchronous_commit=$sync_now"
 for ph in $PHASES; do
     case "$ph" in
     throughput) throughput;;
     latency) latency;;
-    *) echo "bench: unknown phase $ph (throughput, latency)" >&2; exit 2;;
+    enqueue) enqueue;;
+    *) echo "bench: unknown phase $ph (throughput, latency, enqueue)" >&2; exit 2;;
     esac
 done

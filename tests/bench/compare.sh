@@ -11,7 +11,8 @@
 #   graphile   graphile_throughput.sh, batched and unbatched, at each concurrency; and
 #              batched with TASK=add_todo_rls (the user-scoped RLS insert) at each concurrency
 #   pgboss     pgboss_throughput.sh, pg-boss 10.4.2, batch_size 100, concurrency 10
-#   rlsworker  tests/bench/contender.sh (bench.sh throughput + latency)
+#   rlsworker  tests/bench/contender.sh (bench.sh throughput + latency + enqueue: add_job
+#              and add_jobs of ENQ_JOBS jobs, beside graphile_worker's add_jobs_per_s)
 #   latency    graphile_latency.sh (batched, concurrency 24)
 # Env: BENCH_PEERS_DIR (default <repo>/../shared/bench-peers; not modified), PGPORT (55452),
 #      RESULTS_DIR (default <repo>/build-bench/results), SYNC_COMMIT (on|off for the whole run).
@@ -84,7 +85,8 @@ for ph in $PHASES; do
     pgboss)
         run CONCURRENCY=10 BATCH_SIZE=100 JOBS="$JOBS" "$peers/pgboss_throughput.sh" ;;
     rlsworker)
-        run PHASES="throughput latency" JOBS="$JOBS" CONCURRENCIES="$CONCS" SAMPLES="$SAMPLES" \
+        run PHASES="throughput latency enqueue" JOBS="$JOBS" CONCURRENCIES="$CONCS" SAMPLES="$SAMPLES" \
+            ENQ_JOBS="${ENQ_JOBS:-$JOBS}" \
             PREFETCHES="${PREFETCHES:-default}" "$here/contender.sh" ;;
     latency)
         run MODE=batched CONCURRENCY=24 SAMPLES="$SAMPLES" "$peers/graphile_latency.sh" ;;

@@ -5,6 +5,7 @@
 # result lines in the contender shape, so run_all.sh's grep puts them next to the peers':
 #   contender name=rlsworker task=noop concurrency=10 ... jobs_per_s=MED (min .. max)
 #   contender_latency name=rlsworker task=user_latency concurrency=24 ... p50_ms=.. p95_ms=.. p99_ms=..
+#   contender_enqueue name=rlsworker fn=add_jobs task=noop jobs=20000 ... jobs_per_s=MED (min .. max)
 # Works from tests/bench/ (finds ../shared/bench-peers, or BENCH_PEERS_DIR) and when
 # symlinked as <bench-peers>/contenders/rlsworker.sh (uses that bench-peers directory).
 # Every bench.sh variable (JOBS, RUNS, CONCURRENCIES, TASKS, SAMPLES, QUICK, ...) passes through.
@@ -22,5 +23,6 @@ fi
 source "$peers/env.sh"; require_pg
 REUSE_PG=1 BENCH_PEERS_DIR="$peers" "$repo/tests/bench/bench.sh" 2>&1 \
     | sed -u -e 's/^rlsworker_latency /contender_latency name=rlsworker /' \
+             -e 's/^rlsworker_enqueue /contender_enqueue name=rlsworker /' \
              -e 's/^rlsworker /contender name=rlsworker /'
 exit "${PIPESTATUS[0]}"
