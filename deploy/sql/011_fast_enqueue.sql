@@ -1,30 +1,33 @@
 -- 011_fast_enqueue: enqueueing costs what the row costs (issue 11).
 --
--- Measured before this migration (docs/benchmarks.md, "Enqueue"): every
--- add_job call is its own INSERT statement, and each statement paid for
+-- Every add_job call is its own INSERT statement, and before this migration
+-- each statement paid for (docs/benchmarks.md, "Enqueue"):
 --   * 001's statement trigger jobs_after_insert: a transition table of the
---     new rows, a query over it for named queues and another for ready rows;
---   * the nine check constraints of 001 and 008, parsed and planned again
---     from their stored text by every statement, and jobs_task_check's
---     pattern, whose bounded repetition cost about 10 us a row.
--- Both are replaced here with equivalents that cost almost nothing when there
--- is nothing to do. Behaviour is unchanged: the same rules under the same
--- constraint names, a named queue's row exists once a job names it, and a
--- transaction that queues a ready job sends the notification on
--- 'rlsworker_jobs' when it commits (nothing when it rolls back).
+--     new rows and two queries over it (named queues, ready rows);
+--   * the nine check constraints of 001 and 008: a table's check constraints
+--     are read back from their stored text and planned again by every INSERT
+--     or UPDATE statement (with the trigger gone, 40 % of what a call cost);
+--   * jobs_task_check's pattern, whose bounded repetition {1,128} costs about
+--     10 us a row in the regex engine (most of a set-based insert's cost).
+-- What it keeps: the same row rules under the same constraint names
+-- (SQLSTATE 23514), add_job's and add_jobs' messages, 006's run_as trigger
+-- answering first, a named queue's row once a job names it, and one
+-- notification on 'rlsworker_jobs' when a transaction that queued a ready
+-- job commits (none when it rolls back).
+-- Starting points: add_jobs is 005's definition (its only one); the trigger
+-- jobs_before_update is re-created as 008 made it; add_job (001),
+-- check_run_as (006) and jobs_before_update() (008) are not changed;
+-- jobs_after_insert (001) is dropped.
 
--- The row rules of 001 and 008 as domains, under the same constraint names
--- (so a violation is still SQLSTATE 23514 naming jobs_task_check, ...);
+-- Eight row rules become domains, whose checks are planned once a session.
 -- run_as keeps its table constraint, checked after 006's trigger as before,
--- so a bad run_as is still refused by the trigger's message and hint.
--- A table's check constraints are read back from their stored text and
--- planned again by every INSERT or UPDATE statement: for these nine, about
--- half of what one add_job call cost (run_as's alone is a ninth of that). A domain's checks are planned once per
--- session. The task and run_as patterns drop the bounded repetition ({1,128},
--- {0,62}) that made the regex engine walk 128 copies of the character class
--- for every row; the lengths are checked apart, with the same limits.
--- Changing the column types rewrites rlsworker.jobs once (an exclusive lock
--- for as long as copying the table takes).
+-- so a bad run_as is still refused with the trigger's message and hint. The
+-- task and run_as patterns lose their bounded repetition; the lengths are
+-- checked apart, with the same limits. A violation's message now names the
+-- domain ('value for domain rlsworker.job_task violates check constraint
+-- "jobs_task_check"'), is raised before the BEFORE triggers run, and no
+-- longer prints the failing row (which held the claims). Changing the column
+-- types rewrites rlsworker.jobs once (an exclusive lock while it is copied).
 create domain rlsworker.job_task as text
     constraint jobs_task_check check (value ~ '^[A-Za-z0-9_.:-]+$' and length(value) <= 128);
 create domain rlsworker.job_queue as text
@@ -81,8 +84,15 @@ create trigger jobs_before_update before update on rlsworker.jobs
 -- queue registers it; transaction-local settings remember both, so later
 -- rows skip the call. The settings share the fate of what they record: a
 -- rolled-back savepoint undoes the notification, the queue row and the
--- setting together. A session that sets rlsworker.enqueue_notified itself
--- only delays the wake-up of its own jobs until a worker's next poll.
+-- setting together. A BEFORE trigger also runs for a row that ON CONFLICT DO
+-- NOTHING then skips (chain_job with a taken key): at worst one needless
+-- wake-up. The settings are plain custom settings: SQL in the same
+-- transaction that sets rlsworker.enqueue_notified delays the wake-up of
+-- that transaction's jobs to a worker's next poll; one that sets
+-- rlsworker.enqueue_queue to a queue's name before a job of that new queue
+-- is inserted in the same transaction would leave the queue unregistered.
+-- Restricted roles reach rlsworker.jobs only through chain_job, which sets
+-- no queue.
 drop trigger jobs_after_insert on rlsworker.jobs;
 drop function rlsworker.jobs_after_insert();
 
@@ -118,7 +128,9 @@ revoke execute on function rlsworker.jobs_before_insert() from public;
 -- second pass (005 numbered the inserted ids and the positions with two
 -- window sorts and joined them); one pass finds the first invalid element,
 -- and unknown keys are found by removing the known ones rather than by a
--- subquery per element.
+-- subquery per element. Drawing the ids needs USAGE on rlsworker.jobs_id_seq
+-- (the queue's owner has it; a role granted add_jobs and INSERT on the jobs
+-- table would need it too).
 create or replace function rlsworker.add_jobs(jobs jsonb)
 returns table (idx bigint, id bigint)
 language plpgsql set search_path = pg_catalog, pg_temp as $$
