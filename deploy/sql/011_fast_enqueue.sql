@@ -15,13 +15,15 @@
 -- notification on 'rlsworker_jobs' when a transaction that queued a ready
 -- job commits (none when it rolls back).
 -- Starting points: add_jobs is 005's definition (its only one); the trigger
--- jobs_before_update is re-created as 008 made it; add_job (001),
--- check_run_as (006) and jobs_before_update() (008) are not changed;
--- jobs_after_insert (001) is dropped.
+-- jobs_before_update is re-created as 008 made it; check_run_as is 006's
+-- definition plus 001's run_as pattern; add_job (001) and
+-- jobs_before_update() (008) are not changed; jobs_after_insert (001) is
+-- dropped.
 
 -- Eight row rules become domains, whose checks are planned once a session.
--- run_as keeps its table constraint, checked after 006's trigger as before,
--- so a bad run_as is still refused with the trigger's message and hint. The
+-- The ninth, run_as's pattern, moves into 006's trigger check_run_as, after
+-- its own checks, so a bad run_as is still refused first with the trigger's
+-- message and hint (run_as null, user and system never needed either). The
 -- task and run_as patterns lose their bounded repetition; the lengths are
 -- checked apart, with the same limits. A violation's message now names the
 -- domain ('value for domain rlsworker.job_task violates check constraint
@@ -56,8 +58,6 @@ alter table rlsworker.jobs
     drop constraint jobs_claims_check,
     drop constraint jobs_subject_check,
     drop constraint jobs_run_as_check,
-    add constraint jobs_run_as_check
-        check (run_as is null or (run_as ~ '^[A-Za-z_][A-Za-z0-9_$-]*$' and length(run_as) <= 63)),
     drop constraint jobs_max_attempts_check,
     drop constraint jobs_state_check,
     drop constraint jobs_errors_check,
@@ -75,6 +75,52 @@ create trigger jobs_before_update before update on rlsworker.jobs
     when ((old.state = 'running' and new.state <> 'running')
           or (new.last_error is null and old.last_error is not null))
     execute function rlsworker.jobs_before_update();
+
+-- 006's check_run_as (its only definition) with the pattern check after it.
+-- The trigger fires for every run_as but null, user and system.
+create or replace function rlsworker.check_run_as() returns trigger
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+    r pg_roles;
+    why text;
+    code text;
+    v text := new.run_as;
+begin
+    if lower(v) in ('public', 'none', 'current_user', 'session_user', 'current_role')
+       or lower(v) like 'pg\_%' then
+        why := 'it is a reserved name';
+        code := '42939';
+    else
+        select * into r from pg_roles where rolname = v;
+        if not found then
+            why := 'no role of that name exists';
+            code := '42704';
+        elsif r.rolsuper or r.rolbypassrls or r.rolcreaterole then
+            why := 'that role is a superuser or has BYPASSRLS or CREATEROLE, so row-level '
+                   'security would not hold';
+            code := '42501';
+        elsif exists (select 1 from pg_namespace n
+                      where n.nspname = 'rlsworker' and n.nspowner = r.oid) then
+            why := 'that role owns the queue';
+            code := '42501';
+        end if;
+    end if;
+    if why is not null then
+        raise exception using errcode = code,
+            message = format('run_as "%s" is refused: %s', left(v, 63), why),
+            hint = 'use run_as user (the task''s restricted role), system (a task with '
+                   '-- run_as: system), or the name of a restricted role the worker is '
+                   'configured with (--role NAME=URL)';
+    end if;
+    -- 001's jobs_run_as_check, which 011 moved here: an existing role whose
+    -- name is not a plain identifier (a quoted "my role")
+    if v !~ '^[A-Za-z_][A-Za-z0-9_$-]*$' or length(v) > 63 then
+        raise exception using errcode = '23514', schema = 'rlsworker', table = 'jobs',
+            constraint = 'jobs_run_as_check',
+            message = 'new row for relation "jobs" violates check constraint "jobs_run_as_check"';
+    end if;
+    return new;
+end $$;
 
 -- New rows, whichever way they come in (add_job, add_jobs, chain_job, cron,
 -- a plain INSERT): register a named queue, wake the workers when a row is

@@ -274,3 +274,22 @@ def test_run_as_still_refused(db):
         assert e.value.sqlstate == code
     db.sql("select rlsworker.add_job('noop', run_as => 'authenticated_backend')")
     assert db.val("select count(*) from rlsworker.jobs") == 1
+
+
+def test_run_as_naming_a_role_that_is_no_plain_identifier(db):
+    """001's run_as pattern (now checked in 006's trigger) still refuses an
+    existing, restricted role whose name needs quotes, with the message the
+    table's check constraint gave."""
+    db.pg.create_role("enq role")
+    for call in ("select rlsworker.add_job('noop', run_as => %s)",
+                 "select * from rlsworker.add_jobs(jsonb_build_array("
+                 "jsonb_build_object('task', 'noop', 'run_as', %s::text)))"):
+        with pytest.raises(psycopg.errors.CheckViolation) as e:
+            db.sql(call, ("enq role",))
+        assert e.value.diag.constraint_name == "jobs_run_as_check"
+        assert e.value.diag.message_primary == \
+            'new row for relation "jobs" violates check constraint "jobs_run_as_check"'
+    jid = db.val("select rlsworker.add_job('noop', run_as => 'authenticated_backend')")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.sql("update rlsworker.jobs set run_as = 'enq role' where id = %s", (jid,))
+    assert db.val("select run_as from rlsworker.jobs") == "authenticated_backend"
