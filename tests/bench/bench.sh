@@ -24,6 +24,8 @@
 #      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH (100)
 #      PREFETCHES ("default": list of --prefetch values to measure, e.g. "default 0 100";
 #      "default" passes no --prefetch, so the worker sizes it from the concurrency)
+#      HISTORIES ("on": "on off" also measures each drain with tests/bench/no_history.sql
+#      applied, the completion paths without their job_history insert: what history costs)
 #      RLSWORKER_BIN (default build-bench/rlsworker, built in Release when missing)
 #      BENCH_PEERS_DIR (default <repo>/../shared/bench-peers; its env.sh/start_pg.sh are
 #      used when present) REUSE_PG=1: use the already running bench-peers cluster
@@ -43,11 +45,15 @@ JOBS=${JOBS:-20000}; RUNS=${RUNS:-3}; CONCURRENCIES=${CONCURRENCIES:-1 10 50}
 TASKS=${TASKS:-noop user_insert}; SAMPLES=${SAMPLES:-1000}; LAT_CONCURRENCY=${LAT_CONCURRENCY:-24}
 PHASES=${PHASES:-throughput latency}; CLAIM_BATCH=${CLAIM_BATCH:-100}
 PREFETCHES=${PREFETCHES:-default}; PREFETCH=default
+HISTORIES=${HISTORIES:-on}; HISTORY=on
 BIN=${RLSWORKER_BIN:-$repo/build-bench/rlsworker}
 PEERS=${BENCH_PEERS_DIR:-$repo/../shared/bench-peers}
 DB=bench_rlsworker
 for v in "$JOBS" "$RUNS" "$SAMPLES" "$CLAIM_BATCH" ${PREFETCHES//default/0}; do
     case "$v" in ''|*[!0-9]*) echo "bench: JOBS, RUNS, SAMPLES and CLAIM_BATCH must be whole numbers" >&2; exit 2;; esac
+done
+for v in $HISTORIES; do
+    case "$v" in on|off) ;; *) echo "bench: HISTORIES takes on and off, not $v" >&2; exit 2;; esac
 done
 [ "$JOBS" -le 1000000 ] && [ "$RUNS" -le 20 ] || { echo "bench: at most JOBS=1000000, RUNS=20" >&2; exit 2; }
 
@@ -186,6 +192,8 @@ create policy bench_latency_own on bench_latency for insert to authenticated_bac
     with check ((select auth.user_id()) = user_id);
 SQL
     "$BIN" migrate --log-level warning >/dev/null
+    # history=off: the completion paths without their job_history insert (bench only)
+    [ "$HISTORY" = on ] || psql -qX -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f "$here/no_history.sql" >/dev/null
 }
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -233,22 +241,27 @@ throughput_run() { # task concurrency run -> prints "jps raw"
         done_rows=$(q "select count(*) from todos")
         [ "$done_rows" = "$JOBS" ] || { echo "bench: $done_rows todos for $JOBS jobs" >&2; return 1; }
     fi
-    awk -v j="$JOBS" -v d="$drain" -v s="$startup" -v qm="$queue" -v r="$r" -v t="$task" -v c="$c" -v rss="$rss" 'BEGIN{
-        printf "  run %d: task=%s concurrency=%d startup_ms=%d queue_ms=%d drain_ms=%d jobs_per_s=%.1f raw_jobs_per_s=%.1f rss_max_kib=%d\n",
-            r, t, c, s, qm, d, 1000*j/(d-s), 1000*j/d, rss > "/dev/stderr"
+    awk -v j="$JOBS" -v d="$drain" -v s="$startup" -v qm="$queue" -v r="$r" -v t="$task" -v c="$c" -v rss="$rss" -v h="$HISTORY" 'BEGIN{
+        printf "  run %d: task=%s history=%s concurrency=%d startup_ms=%d queue_ms=%d drain_ms=%d jobs_per_s=%.1f raw_jobs_per_s=%.1f rss_max_kib=%d\n",
+            r, t, h, c, s, qm, d, 1000*j/(d-s), 1000*j/d, rss > "/dev/stderr"
         printf "%.1f %.1f %d\n", 1000*j/(d-s), 1000*j/d, rss }'
 }
 
-throughput() {
+throughput() { # with HISTORIES="on off" the two are interleaved run by run
     local task c r out
     for task in $TASKS; do
         enqueue_sql "$task" 1 >/dev/null || exit 2
         for PREFETCH in $PREFETCHES; do for c in $CONCURRENCIES; do
-            out=$work/tp.out; : > "$out"
-            for r in $(seq "$RUNS"); do throughput_run "$task" "$c" "$r" >> "$out"; done
-            echo "rlsworker task=$task concurrency=$c prefetch=$PREFETCH claim_batch=$CLAIM_BATCH sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
-                "jobs_per_s=$(cut -d' ' -f1 "$out" | mmm) raw_jobs_per_s=$(cut -d' ' -f2 "$out" | mmm)" \
-                "rss_max_kib=$(cut -d' ' -f3 "$out" | sort -g | tail -1)"
+            for HISTORY in $HISTORIES; do : > "$work/tp.$HISTORY"; done
+            for r in $(seq "$RUNS"); do for HISTORY in $HISTORIES; do
+                throughput_run "$task" "$c" "$r" >> "$work/tp.$HISTORY"
+            done; done
+            for HISTORY in $HISTORIES; do
+                out=$work/tp.$HISTORY
+                echo "rlsworker task=$task concurrency=$c prefetch=$PREFETCH claim_batch=$CLAIM_BATCH history=$HISTORY sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
+                    "jobs_per_s=$(cut -d' ' -f1 "$out" | mmm) raw_jobs_per_s=$(cut -d' ' -f2 "$out" | mmm)" \
+                    "rss_max_kib=$(cut -d' ' -f3 "$out" | sort -g | tail -1)"
+            done
         done; done
     done
 }
