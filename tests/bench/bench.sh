@@ -24,6 +24,8 @@
 #      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH (100)
 #      PREFETCHES ("default": list of --prefetch values to measure, e.g. "default 0 100";
 #      "default" passes no --prefetch, so the worker sizes it from the concurrency)
+#      PERF_DIR (unset: when set, each drain runs under `perf record -a -g` into
+#      PERF_DIR/TASK-cC-history_H-runR.perf.data; tests/bench/profile.sh reads them)
 #      HISTORIES ("on": "on off" also measures each drain with tests/bench/no_history.sql
 #      applied, the completion paths without their job_history insert: what history costs)
 #      RLSWORKER_BIN (default build-bench/rlsworker, built in Release when missing)
@@ -203,8 +205,13 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 run_once() { # concurrency
     local pid rss max=0 pf=()
     [ "$PREFETCH" = default ] || pf=(--prefetch "$PREFETCH")
-    "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
-        --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning &
+    if [ -n "${2:-}" ]; then   # profile: the whole machine while the worker runs
+        perf record -q -a -g -o "$2" -- "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
+            --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning 2>/dev/null &
+    else
+        "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
+            --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning &
+    fi
     pid=$!
     while kill -0 "$pid" 2>/dev/null; do
         rss=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
@@ -234,7 +241,9 @@ throughput_run() { # task concurrency run -> prints "jps raw"
     t0=$(now_ms); run_once "$c"; startup=$(( $(now_ms) - t0 ))
     t0=$(now_ms); q "$(enqueue_sql "$task" "$JOBS")" >/dev/null; queue=$(( $(now_ms) - t0 ))
     psql -qAtX -c "checkpoint" >/dev/null
-    t0=$(now_ms); run_once "$c"; drain=$(( $(now_ms) - t0 )); rss=$(cat "$work/rss_kib")
+    local perf_file=
+    [ -z "${PERF_DIR:-}" ] || perf_file=$PERF_DIR/$task-c$c-history_$HISTORY-run$r.perf.data
+    t0=$(now_ms); run_once "$c" "$perf_file"; drain=$(( $(now_ms) - t0 )); rss=$(cat "$work/rss_kib")
     left=$(q "select count(*) from rlsworker.jobs")
     [ "$left" = 0 ] || { echo "bench: $left jobs left after draining ($task, concurrency $c)" >&2; return 1; }
     if [ "$task" = user_insert ]; then
