@@ -20,7 +20,9 @@
 # jobs, enqueue -> task start (tests/bench/latency.py), after 100 warm-up jobs; RUNS runs.
 #
 # Env: JOBS (20000) RUNS (3) CONCURRENCIES ("1 10 50") TASKS ("noop user_insert")
-#      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency")
+#      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency"; also "scale")
+#      SCALE_JOBS ("10000 1000000": queue lengths the scale phase drains, no-op jobs
+#      enqueued with add_jobs) SCALE_CONCURRENCY (10)
 #      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH (100)
 #      PREFETCHES ("default": list of --prefetch values to measure, e.g. "default 0 100";
 #      "default" passes no --prefetch, so the worker sizes it from the concurrency)
@@ -36,6 +38,7 @@
 # Result lines:
 #   rlsworker task=noop concurrency=10 jobs=20000 runs=3 jobs_per_s=MED (min .. max) raw_jobs_per_s=...
 #   rlsworker_latency task=user_latency concurrency=24 samples=1000 runs=3 p50_ms=MED (min .. max) p95_ms=.. p99_ms=.. avg_ms=..
+#   rlsworker_scale task=noop concurrency=10 jobs=N enqueue_jobs_per_s=.. jobs_per_s=.. jobs_heap_index_mib_queued=H/I drained=H/I vacuumed=H/I
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -46,6 +49,7 @@ fi
 JOBS=${JOBS:-20000}; RUNS=${RUNS:-3}; CONCURRENCIES=${CONCURRENCIES:-1 10 50}
 TASKS=${TASKS:-noop user_insert}; SAMPLES=${SAMPLES:-1000}; LAT_CONCURRENCY=${LAT_CONCURRENCY:-24}
 PHASES=${PHASES:-throughput latency}; CLAIM_BATCH=${CLAIM_BATCH:-100}
+SCALE_JOBS=${SCALE_JOBS:-10000 1000000}
 PREFETCHES=${PREFETCHES:-default}; PREFETCH=default
 HISTORIES=${HISTORIES:-on}; HISTORY=on
 BIN=${RLSWORKER_BIN:-$repo/build-bench/rlsworker}
@@ -306,12 +310,42 @@ latency() {
     done
 }
 
+# Scale: the same no-op drain with SCALE_JOBS queued, smallest first: does a
+# long queue slow the claim? Sizes of rlsworker.jobs (heap, indexes) after the
+# enqueue, after the drain, and after a plain VACUUM, in MiB.
+sizes() { q "select round(pg_table_size('rlsworker.jobs') / 1048576.0, 1) || ' '
+                 || round(pg_indexes_size('rlsworker.jobs') / 1048576.0, 1)"; }
+scale() {
+    local n t0 startup enq drain left c=${SCALE_CONCURRENCY:-10} s1 s2 s3 i chunk
+    for n in $SCALE_JOBS; do
+        fresh_db
+        t0=$(now_ms); run_once "$c"; startup=$(( $(now_ms) - t0 ))
+        t0=$(now_ms)
+        for (( i = 0; i < n; i += 100000 )); do   # add_jobs, 100 000 jobs a call
+            chunk=$(( n - i < 100000 ? n - i : 100000 ))
+            q "select count(*) from rlsworker.add_jobs((select jsonb_agg(jsonb_build_object('task', 'noop'))
+               from generate_series(1, $chunk)))" >/dev/null
+        done
+        enq=$(( $(now_ms) - t0 ))
+        q "analyze rlsworker.jobs" >/dev/null; s1=$(sizes)
+        psql -qAtX -c "checkpoint" >/dev/null
+        t0=$(now_ms); run_once "$c"; drain=$(( $(now_ms) - t0 ))
+        left=$(q "select count(*) from rlsworker.jobs")
+        [ "$left" = 0 ] || { echo "bench: $left jobs left after the scale drain of $n" >&2; return 1; }
+        s2=$(sizes); q "vacuum rlsworker.jobs" >/dev/null; s3=$(sizes)
+        echo "rlsworker_scale task=noop concurrency=$c jobs=$n enqueue_jobs_per_s=$(( n * 1000 / (enq > 0 ? enq : 1) ))" \
+            "jobs_per_s=$(( n * 1000 / (drain - startup > 0 ? drain - startup : 1) ))" \
+            "jobs_heap_index_mib_queued=${s1// //} drained=${s2// //} vacuumed=${s3// //}"
+    done
+}
+
 echo "# rlsworker $("$BIN" --version 2>/dev/null | head -1) $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null)," \
     "$(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), synchronous_commit=$sync_now"
 for ph in $PHASES; do
     case "$ph" in
     throughput) throughput;;
     latency) latency;;
-    *) echo "bench: unknown phase $ph (throughput, latency)" >&2; exit 2;;
+    scale) scale;;
+    *) echo "bench: unknown phase $ph (throughput, latency, scale)" >&2; exit 2;;
     esac
 done

@@ -96,7 +96,7 @@ const struct rw_option rw_options[] = {
     I("shutdown_timeout", "RLSWORKER_SHUTDOWN_TIMEOUT", shutdown_timeout_s, "30", 0, 3600, false,
       "seconds running jobs get to finish on SIGTERM before they are put back"),
     I("history_retention", "RLSWORKER_HISTORY_RETENTION", history_retention_s, "604800", 0, 315360000, true,
-      "seconds finished runs stay in rlsworker.job_history (604800 = 7 days)"),
+      "seconds finished runs stay in the history, rlsworker.job_runs (604800 = 7 days)"),
     I("history_prune_batch", "RLSWORKER_HISTORY_PRUNE_BATCH", history_prune_batch, "10000", 1, 1000000, true,
       "most history rows one sweep removes"),
     S("listen", "RLSWORKER_LISTEN", listen, NULL, false,
