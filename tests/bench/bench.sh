@@ -31,6 +31,8 @@
 #      HISTORIES ("on": "on off" also measures each drain with tests/bench/no_history.sql
 #      applied, the completion paths without their job_history insert: what history costs)
 #      RLSWORKER_BIN (default build-bench/rlsworker, built in Release when missing)
+#      RLSWORKER_BINS ("label=path ...": several binaries measured side by side, run by
+#      run interleaved, e.g. before and after a change; result lines gain bin=label)
 #      BENCH_PEERS_DIR (default <repo>/../shared/bench-peers; its env.sh/start_pg.sh are
 #      used when present) REUSE_PG=1: use the already running bench-peers cluster
 #      (compare.sh / contender.sh) and leave it running; otherwise a throwaway cluster
@@ -147,6 +149,14 @@ if [ ! -x "$BIN" ]; then
     BIN=$repo/build-bench/rlsworker
 fi
 
+for b in ${RLSWORKER_BINS:-}; do
+    case "$b" in
+    *=*) [ -x "${b#*=}" ] || { echo "bench: RLSWORKER_BINS: ${b#*=} is not an executable" >&2; exit 2; };;
+    *) echo "bench: RLSWORKER_BINS takes label=path words, not $b" >&2; exit 2;;
+    esac
+done
+VTAG=history=on; BIN_LABEL=
+
 # ---- roles, tasks -------------------------------------------------------------
 owner_pw=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 auth_pw=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -254,24 +264,33 @@ throughput_run() { # task concurrency run -> prints "jps raw"
         done_rows=$(q "select count(*) from todos")
         [ "$done_rows" = "$JOBS" ] || { echo "bench: $done_rows todos for $JOBS jobs" >&2; return 1; }
     fi
-    awk -v j="$JOBS" -v d="$drain" -v s="$startup" -v qm="$queue" -v r="$r" -v t="$task" -v c="$c" -v rss="$rss" -v h="$HISTORY" 'BEGIN{
-        printf "  run %d: task=%s history=%s concurrency=%d startup_ms=%d queue_ms=%d drain_ms=%d jobs_per_s=%.1f raw_jobs_per_s=%.1f rss_max_kib=%d\n",
+    awk -v j="$JOBS" -v d="$drain" -v s="$startup" -v qm="$queue" -v r="$r" -v t="$task" -v c="$c" -v rss="$rss" -v h="$VTAG" 'BEGIN{
+        printf "  run %d: task=%s %s concurrency=%d startup_ms=%d queue_ms=%d drain_ms=%d jobs_per_s=%.1f raw_jobs_per_s=%.1f rss_max_kib=%d\n",
             r, t, h, c, s, qm, d, 1000*j/(d-s), 1000*j/d, rss > "/dev/stderr"
         printf "%.1f %.1f %d\n", 1000*j/(d-s), 1000*j/d, rss }'
 }
 
-throughput() { # with HISTORIES="on off" the two are interleaved run by run
-    local task c r out
+# The variants measured side by side, interleaved run by run: every binary of
+# RLSWORKER_BINS ("label=path ...", default the one binary) with every HISTORIES.
+variants() { local b h; for b in ${RLSWORKER_BINS:-=$BIN}; do for h in $HISTORIES; do echo "$b@$h"; done; done; }
+use_variant() { # label=path@history
+    BIN_LABEL=${1%%=*}; local rest=${1#*=}; BIN=${rest%@*}; HISTORY=${rest##*@}
+    VTAG=${BIN_LABEL:+bin=$BIN_LABEL }history=$HISTORY
+}
+throughput() {
+    local task c r out v
     for task in $TASKS; do
         enqueue_sql "$task" 1 >/dev/null || exit 2
         for PREFETCH in $PREFETCHES; do for c in $CONCURRENCIES; do
-            for HISTORY in $HISTORIES; do : > "$work/tp.$HISTORY"; done
-            for r in $(seq "$RUNS"); do for HISTORY in $HISTORIES; do
-                throughput_run "$task" "$c" "$r" >> "$work/tp.$HISTORY"
+            for v in $(variants); do : > "$work/tp.$(echo "$v" | md5sum | cut -c1-8)"; done
+            for r in $(seq "$RUNS"); do for v in $(variants); do
+                use_variant "$v"
+                throughput_run "$task" "$c" "$r" >> "$work/tp.$(echo "$v" | md5sum | cut -c1-8)"
             done; done
-            for HISTORY in $HISTORIES; do
-                out=$work/tp.$HISTORY
-                echo "rlsworker task=$task concurrency=$c prefetch=$PREFETCH claim_batch=$CLAIM_BATCH history=$HISTORY sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
+            for v in $(variants); do
+                use_variant "$v"
+                out=$work/tp.$(echo "$v" | md5sum | cut -c1-8)
+                echo "rlsworker task=$task concurrency=$c prefetch=$PREFETCH claim_batch=$CLAIM_BATCH $VTAG sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
                     "jobs_per_s=$(cut -d' ' -f1 "$out" | mmm) raw_jobs_per_s=$(cut -d' ' -f2 "$out" | mmm)" \
                     "rss_max_kib=$(cut -d' ' -f3 "$out" | sort -g | tail -1)"
             done
@@ -292,21 +311,27 @@ latency_run() { # concurrency -> "p50_ms=.. p95_ms=.. ..." of one run
 }
 
 latency() {
-    local c r out k
+    local c r out k v
     for c in $LAT_CONCURRENCY; do
-        out=$work/lat.out; : > "$out"
-        for r in $(seq "$RUNS"); do
+        for v in $(variants); do : > "$work/lat.$(echo "$v" | md5sum | cut -c1-8)"; done
+        for r in $(seq "$RUNS"); do for v in $(variants); do
+            use_variant "$v"
+            out=$work/lat.$(echo "$v" | md5sum | cut -c1-8)
             fresh_db
-            latency_run "$c" | tee -a "$out" | sed "s/^/  run $r: /" >&2
+            latency_run "$c" | tee -a "$out" | sed "s/^/  run $r ($VTAG): /" >&2
             [ "${PIPESTATUS[0]}" = 0 ] || return 1
+        done; done
+        for v in $(variants); do
+            use_variant "$v"
+            out=$work/lat.$(echo "$v" | md5sum | cut -c1-8)
+            line=
+            for k in p50 p95 p99 avg min max; do
+                line="$line $k""_ms=$(grep -o "$k""_ms=[0-9.]*" "$out" | cut -d= -f2 |
+                    sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2;
+                    printf "%.2f (min %.2f max %.2f)", m, a[1], a[NR]}')"
+            done
+            echo "rlsworker_latency task=user_latency concurrency=$c $VTAG sync_commit=$sync_now samples=$SAMPLES runs=$RUNS$line"
         done
-        line=
-        for k in p50 p95 p99 avg min max; do
-            line="$line $k""_ms=$(grep -o "$k""_ms=[0-9.]*" "$out" | cut -d= -f2 |
-                sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2;
-                printf "%.2f (min %.2f max %.2f)", m, a[1], a[NR]}')"
-        done
-        echo "rlsworker_latency task=user_latency concurrency=$c sync_commit=$sync_now samples=$SAMPLES runs=$RUNS$line"
     done
 }
 
