@@ -227,9 +227,13 @@ run_once() { # concurrency
             --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning &
     fi
     pid=$!
+    local pm; pm=$(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)
     while kill -0 "$pid" 2>/dev/null; do
         rss=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
         [ -n "$rss" ] && [ "$rss" -gt "$max" ] && max=$rss
+        # profile: the processes of this drain (the worker under perf, this
+        # cluster's backends), so the report can leave out everything else
+        [ -z "${2:-}" ] || [ -s "$2.pids" ] || { sleep 0.5; pgrep -P "$pid"; [ -z "$pm" ] || pgrep -P "$pm"; } > "$2.pids" 2>/dev/null || true
         sleep 0.05
     done
     echo "$max" > "$work/rss_kib"
