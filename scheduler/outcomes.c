@@ -52,6 +52,7 @@ struct flush_op {
     struct rw_outcome *items;
     int n;
     char *params[6];
+    bool on_out;        /* sent on the outcomes connection */
 };
 
 static void flush_op_free(struct flush_op *f, bool free_items)
@@ -70,6 +71,8 @@ static void flush_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     struct rw_sched *s = f->s;
 
     s->flush_inflight--;
+    if (f->on_out)
+        s->out_inflight--;
     if (!r->ok && r->conn_lost) {
         /* put them back; they are sent again after reconnecting */
         for (int i = 0; i < f->n; i++) {
@@ -81,6 +84,11 @@ static void flush_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
                  "those jobs to the queue", r->error);
     }
     flush_op_free(f, true);
+    if (s->finish_pending && s->out_inflight == 0) {
+        s->finish_pending = false;
+        rw_sched_finish(s);
+        return;
+    }
     rw_sched_check_done(s);
 }
 
@@ -146,7 +154,11 @@ void rw_sched_flush_outcomes(struct rw_sched *s, bool force)
     f->params[3] = fail_rows(f->items, f->n);
     f->params[5] = ids_literal(f->items, f->n, RW_OUT_RELEASE);
     batch = (struct rw_queue_outcomes){s->id, f->params[1], f->params[3], f->params[5]};
-    if (rw_queue_record_outcomes(s->ctl, &batch, flush_done, f) < 0) {
+    /* on the outcomes connection while it is up, so the server records this
+     * batch while the control connection claims the next; at the end on the
+     * control connection, in front of the deregistration */
+    f->on_out = s->out_ready && !s->finishing;
+    if (rw_queue_record_outcomes(f->on_out ? s->out : s->ctl, &batch, flush_done, f) < 0) {
         for (int i = 0; i < f->n; i++)
             rw_sched_report(s, f->items[i].kind, f->items[i].id, f->items[i].error,
                             f->items[i].delay_ms, f->items[i].dead);
@@ -154,6 +166,8 @@ void rw_sched_flush_outcomes(struct rw_sched *s, bool force)
         return;
     }
     s->flush_inflight++;
+    if (f->on_out)
+        s->out_inflight++;
 }
 
 void rw_sched_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)

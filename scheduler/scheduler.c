@@ -350,9 +350,48 @@ static void ctl_lost(rw_pg *pg, const char *why, void *arg)
     ev_timer_start(s->loop, &s->ctl_retry);
 }
 
+static void out_connect(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct rw_sched *s = t->data;
+
+    (void)loop;
+    (void)revents;
+    rw_pg_connect(s->out);
+}
+
+static void out_ready(rw_pg *pg, void *arg)
+{
+    struct rw_sched *s = arg;
+
+    (void)pg;
+    s->out_ready = true;
+    s->out_backoff_ms = 0;
+}
+
+/* Outcomes in flight on it come back as lost and go again (outcomes.c), on
+ * the control connection until this one is back. */
+static void out_lost(rw_pg *pg, const char *why, void *arg)
+{
+    struct rw_sched *s = arg;
+    int max_ms = s->cfg->reconnect_max_s * 1000;
+
+    (void)pg;
+    s->out_ready = false;
+    if (s->stopped || s->stopping)
+        return;
+    s->out_backoff_ms = s->out_backoff_ms ? s->out_backoff_ms * 2 : 100;
+    if (s->out_backoff_ms > max_ms)
+        s->out_backoff_ms = max_ms;
+    rw_info("lost the outcomes connection: %s; the control connection records outcomes "
+            "until it is back (reconnecting in %d ms)", why, s->out_backoff_ms);
+    ev_timer_set(&s->out_retry, s->out_backoff_ms / 1000.0, 0.);
+    ev_timer_start(s->loop, &s->out_retry);
+}
+
 int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
 {
     struct rw_pg_callbacks cb = {ctl_ready, ctl_lost, NULL, s};
+    struct rw_pg_callbacks out_cb = {out_ready, out_lost, NULL, s};
 
     s->ex = ex;
 
@@ -365,6 +404,13 @@ int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
     rw_pg_set_reply_timeout(s->ctl, s->cfg->lock_timeout_s);
     ev_init(&s->ctl_retry, ctl_connect);
     s->ctl_retry.data = s;
+    s->out = rw_pg_new(s->loop, s->cfg->database_url, &out_cb, s->cfg->connect_timeout_s);
+    if (!s->out)
+        return -1;
+    rw_pg_set_app_name(s->out, "rlsworker outcomes");
+    rw_pg_set_reply_timeout(s->out, s->cfg->lock_timeout_s);
+    ev_init(&s->out_retry, out_connect);
+    s->out_retry.data = s;
     ev_timer_init(&s->poll_timer, on_poll, s->cfg->poll_interval_ms / 1000.0,
                   s->cfg->poll_interval_ms / 1000.0);
     s->poll_timer.data = s;
@@ -376,6 +422,7 @@ int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)
     if (rw_sched_notify_init(s) < 0)
         return -1;
     rw_pg_connect(s->ctl);
+    rw_pg_connect(s->out);
     rw_sched_notify_start(s);
     return 0;
 }
@@ -397,8 +444,15 @@ void rw_sched_finish(struct rw_sched *s)
 {
     if (s->stopped || s->finishing)
         return;
+    if (s->out_inflight > 0) {
+        /* the deregistration must not overtake outcomes still in flight on
+         * the outcomes connection: flush_done comes back here */
+        s->finish_pending = true;
+        return;
+    }
     s->finishing = true;
     ev_timer_stop(s->loop, &s->stop_timer);
+    ev_timer_stop(s->loop, &s->out_retry);
     if (s->ctl_ready) {
         rw_sched_flush_outcomes(s, true);
         if (rw_queue_deregister_worker(s->ctl, s->id, deregistered, s) == 0)
@@ -514,6 +568,7 @@ void rw_sched_free(struct rw_sched **sp)
             rw_job_free(&j);   /* takes it off its list */
         }
     rw_pg_free(&s->ctl);
+    rw_pg_free(&s->out);
     rw_pg_free(&s->lsn);
     rw_sched_free_outcomes(s);
     free(s);

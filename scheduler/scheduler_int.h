@@ -30,6 +30,18 @@ struct rw_sched {
     int ctl_backoff_ms;
     ev_timer ctl_retry;
 
+    /* outcomes connection (outcomes.c): the batched completions, failures
+     * and releases go on a second admin session, so the server records one
+     * batch while the control session claims the next, on two cores; the
+     * control connection carries them while this one is down, and always
+     * at the end, in front of the deregistration */
+    rw_pg *out;
+    bool out_ready;
+    int out_backoff_ms;
+    ev_timer out_retry;
+    int out_inflight;             /* outcome batches in flight on it */
+    bool finish_pending;          /* rw_sched_finish waits for them */
+
     /* notifications (notify.c): a session of its own on direct_url (or
      * database_url) that LISTENs, unless a pooler is in the way */
     rw_pg *lsn;

@@ -2,7 +2,9 @@
 # Checks the include graph between folders: a file may include headers of
 # its own folder and of folders in LOWER layers only (no upward include, so
 # no cycle). The order is the one of docs/architecture.md and CMakeLists.txt.
-# Exits 1 and names each offending #include.
+# Also checks that no .c file of worker/, jobs/, scheduler/ or tests/unit/
+# is over MAX_LINES lines (issue 10: one file, one concern).
+# Exits 1 and names each offending #include and each file too long.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,5 +48,17 @@ while IFS= read -r file; do
     done < <(sed -n 's/^#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$file")
 done < <(find worker jobs scheduler -name '*.[ch]' | sort)
 
-[ "$status" = 0 ] && echo "check_layers: ok (${#rank[@]} folders, no upward include)"
+MAX_LINES=650
+while IFS= read -r file; do
+    n=$(wc -l < "$file")
+    if [ "$n" -gt "$MAX_LINES" ]; then
+        echo "check_layers: $file has $n lines, more than $MAX_LINES: split it along a seam" \
+             "of concern into two files of its folder, with what both halves share in a" \
+             "private *_int.h (as jobs/exec/executor_sql.c and worker/pg/pgconn_connect.c" \
+             "were split off)"
+        status=1
+    fi
+done < <(find worker jobs scheduler tests/unit -name '*.c' | sort)
+
+[ "$status" = 0 ] && echo "check_layers: ok (${#rank[@]} folders, no upward include, no .c over $MAX_LINES lines)"
 exit "$status"

@@ -18,7 +18,7 @@ fuzz_seconds=${RLSWORKER_FUZZ_SECONDS:-10}
 if [ "$sanitize" = 1 ]; then build=build-asan; else build=build-test; fi
 status=0
 
-echo "==> layers (no upward include between folders)"
+echo "==> layers (no upward include between folders, no .c file over 650 lines)"
 "$repo/tests/check_layers.sh" || status=1
 
 echo "==> building ($build, sanitizers: $sanitize)"

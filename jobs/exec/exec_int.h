@@ -1,4 +1,5 @@
-/* Internal to jobs/exec: the executor's state, shared by executor.c and the
+/* Internal to jobs/exec: the executor's state, shared by executor.c, the
+ * SQL task's run (executor_sql.c), group commit (group.c) and the
  * built-ins' host (builtin_api.c). */
 #ifndef RW_EXEC_INT_H
 #define RW_EXEC_INT_H
@@ -24,14 +25,21 @@ extern const struct rw_builtin_host rw_exec_builtin_host;
 /* executor.c: a built-in job ended (from the host's done). */
 void rw_exec_builtin_done(struct rw_job *job, const char *error, bool final);
 
-/* executor.c, for group.c: a job's ends, its timeout, its settings statement
- * (params needs 4 slots and must live until the statement is sent). */
+/* executor.c, for group.c and executor_sql.c: a job's ends, its timeout. */
 void rw_exec_failed(struct rw_job *job, const char *error, bool final);
 void rw_exec_committed(struct rw_job *job);
 void rw_exec_released(struct rw_job *job);
 void rw_exec_lost(struct rw_job *job);
 int rw_exec_timeout_s(const struct rw_job *job);
+
+/* executor_sql.c, for group.c: a job's settings statement (params needs 4
+ * slots and must live until the statement is sent), and the reset of a
+ * connection after a failed job. */
 struct rw_pg_stmt rw_exec_settings_stmt(struct rw_job *job, const char **params, const char *tmo);
 void rw_exec_reset_after_failure(rw_pg *pg, struct rw_pconn *pc);
+/* executor_sql.c, for executor.c: the pool waiter's callbacks of a SQL job
+ * (it has its connection: run its transaction; or none came: released). */
+void rw_exec_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc);
+void rw_exec_on_conn_failed(struct rw_pool_waiter *wt, const char *why);
 
 #endif

@@ -1,15 +1,8 @@
-/* Runs one claimed job.
- *
- * SQL tasks run as one pipelined transaction on a connection of the job's
- * role: BEGIN; transaction-local settings (claims, statement_timeout, chain
- * token); the task's statements with bound parameters; completion of the
- * job (rlsworker_api.complete_job, so effects and completion commit
- * together); COMMIT; DISCARD ALL, which resets the session (temporary
- * tables, settings, role, prepared statements, cursors, advisory locks,
- * listens) in the same round trip. Any error rolls everything back and the
- * attempt is reported as failed through the control connection; the
- * rollback is followed by DISCARD ALL too. A connection goes back to its
- * pool only when DISCARD ALL was seen to succeed; otherwise it is closed. */
+/* Runs one claimed job: looks its task up, checks it (attempts left,
+ * chaining, claims, scope), picks the pool of its role and waits for a
+ * connection there (the SQL task's transaction is executor_sql.c's) or
+ * starts a built-in in-process; times it out, cancels or abandons it; and
+ * decides its outcome, which it hands back through on_end. */
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -24,10 +17,7 @@
 #include "worker/base/log.h"
 #include "worker/base/metrics.h"
 #include "worker/net/http_client.h"
-#include "worker/pg/errtext.h"
 
-#define SQLSTATE_NOT_HELD "RW001"
-#define SQLSTATE_QUERY_CANCELED "57014"
 #define CANCEL_GRACE_S 5.0
 
 
@@ -292,306 +282,6 @@ void rw_job_cancel(struct rw_job *job, const char *why)
     }
 }
 
-/* ---- SQL tasks --------------------------------------------------------- */
-
-#define FIXED_BEFORE 2   /* begin; settings */
-#define FIXED_AFTER 3    /* complete_job; commit; session reset */
-
-/* Resets everything a job can leave in its session: CLOSE ALL, SET SESSION
- * AUTHORIZATION DEFAULT (which also ends a SET ROLE), RESET ALL, DEALLOCATE
- * ALL, UNLISTEN *, pg_advisory_unlock_all(), DISCARD PLANS, TEMP, SEQUENCES.
- * It cannot run inside a transaction block, so it follows COMMIT/ROLLBACK. */
-#define SESSION_RESET "discard all"
-
-struct sql_run {
-    struct rw_job *job;
-    struct rw_bind *binds;
-    int nbinds;
-};
-
-static void sql_run_free(struct sql_run *run)
-{
-    for (int i = 0; i < run->nbinds; i++)
-        rw_task_bind_free(&run->binds[i]);
-    free(run->binds);
-    free(run);
-}
-
-static void describe_error(struct rw_job *job, const struct rw_pg_result *r,
-                           char *err, size_t errlen)
-{
-    int failed = -1;
-
-    for (int i = 0; i < r->nresults; i++) {
-        ExecStatusType st = r->results[i] ? PQresultStatus(r->results[i]) : PGRES_EMPTY_QUERY;
-        if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR) {
-            failed = i;
-            break;
-        }
-    }
-    int s = failed - FIXED_BEFORE;
-    bool canceled = r->sqlstate && strcmp(r->sqlstate, SQLSTATE_QUERY_CANCELED) == 0;
-    char pgerr[RW_ERRTEXT_MAX + 64];
-
-    /* last_error is shown by `jobs show`: primary message and SQLSTATE only,
-     * without values PostgreSQL echoes (payload, claims), one bounded line */
-    rw_errtext_pg(pgerr, sizeof pgerr, r->error, r->sqlstate);
-    if (job->timed_out || (canceled && !job->cancel_requested))
-        snprintf(err, errlen, "timed out after %d s", timeout_s(job));
-    else if (job->cancel_requested)
-        snprintf(err, errlen, "cancelled: %s", r->error ? pgerr : "by operator");
-    else if (s >= 0 && s < job->t->nstmts)
-        snprintf(err, errlen, "statement %d (%s:%d): %s", s + 1,
-                 job->t->path ? job->t->path : job->t->name, job->t->stmts[s].line,
-                 pgerr);
-    else
-        snprintf(err, errlen, "%s", pgerr);
-}
-
-/* Statement i of an op ran and succeeded (its result was seen). */
-static bool stmt_ok(const struct rw_pg_result *r, int i)
-{
-    return i >= 0 && i < r->nresults && r->results[i] &&
-           PQresultStatus(r->results[i]) == PGRES_COMMAND_OK;
-}
-
-static void after_reset(rw_pg *pg, const struct rw_pg_result *r, void *arg)
-{
-    struct rw_pconn *pc = arg;
-
-    if (r->ok && stmt_ok(r, r->nresults - 1))
-        rw_pool_mark_clean(pc);
-    else if (!r->conn_lost)
-        rw_warn("could not reset the session of a connection of role %s after a failed "
-                "job: %s; closing it", rw_pool_name(rw_pconn_pool(pc)),
-                r->error ? r->error : "unknown error");
-    rw_pool_release(pc);
-}
-
-/* After a failed job: ROLLBACK when a transaction is open, then DISCARD
- * ALL; the connection goes back to the pool (or is closed) when they are
- * done. */
-static void reset_after_failure(rw_pg *pg, struct rw_pconn *pc)
-{
-    static const struct rw_pg_stmt rollback_reset[] = {
-        {"rollback", 0, NULL}, {SESSION_RESET, 0, NULL}};
-    PGconn *c = rw_pg_conn(pg);
-    bool in_xact = c && PQtransactionStatus(c) != PQTRANS_IDLE;
-
-    if (c && rw_pg_submit(pg, in_xact ? rollback_reset : rollback_reset + 1,
-                          in_xact ? 2 : 1, after_reset, pc) == 0)
-        return;
-    rw_pool_release(pc);   /* not marked clean: closed */
-}
-
-void rw_exec_reset_after_failure(rw_pg *pg, struct rw_pconn *pc)
-{
-    reset_after_failure(pg, pc);
-}
-
-static void sql_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
-{
-    struct sql_run *run = arg;
-    struct rw_job *job = run->job;
-    struct rw_pconn *pc = job->pc;
-    char err[1200];
-
-    sql_run_free(run);
-    job->pc = NULL;
-    if (r->ok && stmt_ok(r, r->nresults - 1)) {
-        rw_pool_mark_clean(pc);
-        rw_pool_release(pc);
-        job_completed(job, false);
-        return;
-    }
-    if (stmt_ok(r, r->nresults - 2)) {
-        /* committed, but the session reset failed or was not seen */
-        rw_job_log(RW_LOG_WARNING, job, "could not reset the session after the job: %s; "
-                   "closing its connection", r->error ? r->error : "no result");
-        rw_pool_release(pc);
-        job_completed(job, false);
-        return;
-    }
-    if (r->conn_lost && job->abandoned) {
-        rw_pool_release(pc);
-        job_released(job);
-        return;
-    }
-    if (r->conn_lost) {
-        rw_pool_release(pc);
-        if (job->timed_out)
-            snprintf(err, sizeof err, "timed out after %d s (the connection was dropped "
-                     "when the cancel had no effect)", timeout_s(job));
-        else if (job->cancel_requested)
-            snprintf(err, sizeof err, "cancelled: by operator (the connection was dropped "
-                     "when the cancel had no effect)");
-        else
-            snprintf(err, sizeof err, "connection lost while running: %s", r->error);
-        /* an operator's cancel is final also when only dropping the connection stopped it */
-        job_failed(job, err, job->cancel_requested && !job->timed_out);
-        return;
-    }
-    describe_error(job, r, err, sizeof err);
-    reset_after_failure(pg, pc);
-    if (r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
-        /* lock recovery gave the job to another worker: nothing to report */
-        rw_job_log(RW_LOG_WARNING, job, "no longer held by this worker; its effects were rolled back");
-        struct rw_job_end end = {RW_JOB_LOST, false, NULL, 0};
-        job_end(job, "lost", &end);
-        return;
-    }
-    if (job->abandoned) {
-        job_released(job);
-        return;
-    }
-    job_failed(job, err, job->cancel_requested && !job->timed_out);
-}
-
-static int bind_all(struct rw_job *job, struct sql_run *run, char *err, size_t errlen)
-{
-    const struct rw_task *t = job->t;
-
-    run->binds = calloc((size_t)t->nstmts, sizeof *run->binds);
-    if (!run->binds) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (int i = 0; i < t->nstmts; i++) {
-        if (rw_task_bind(&t->stmts[i], job->payload, job->subject, job->id,
-                         job->attempts, &run->binds[i], err, errlen) < 0)
-            return -1;
-        run->nbinds++;
-    }
-    return 0;
-}
-
-/* A user job's settings, first in its transaction, all transaction-local. */
-static const char set_claims_sql[] =
-    "select set_config('request.jwt.claims', $1, true),"
-    " set_config('statement_timeout', $2, true),"
-    " set_config('rlsworker.chain_token', $3, true)";
-/* The same, plus request.jwt.claim.<name> for `sub` ($4 = 'sub') or every
- * top-level string claim ($4 = 'all') (claim_settings, docs/security.md).
- * A name is used only when it is a plain identifier PostgreSQL accepts in
- * a setting name, and no other claim differs from it only in case (setting
- * names are case-insensitive: "SUB" must not overwrite "sub"). */
-static const char set_claims_and_gucs_sql[] =
-    "select set_config('request.jwt.claims', $1, true),"
-    " set_config('statement_timeout', $2, true),"
-    " set_config('rlsworker.chain_token', $3, true),"
-    " (select count(set_config('request.jwt.claim.' || c.key, c.value #>> '{}', true))"
-    "    from jsonb_each(case jsonb_typeof($1::jsonb) when 'object' then $1::jsonb"
-    "                    else '{}' end) c"
-    "   where jsonb_typeof(c.value) = 'string'"
-    "     and ($4 = 'all' or c.key = 'sub')"
-    "     and c.key ~ '^[A-Za-z_][A-Za-z0-9_]*$'"
-    "     and (select count(*) from jsonb_object_keys($1::jsonb) k"
-    "           where lower(k) = lower(c.key)) = 1)";
-
-struct rw_pg_stmt rw_exec_settings_stmt(struct rw_job *job, const char **params, const char *tmo)
-{
-    params[0] = job->claims;
-    params[1] = tmo;
-    params[2] = job->t->chain ? job->lock_token : "";
-    params[3] = job->ex->cfg->claim_settings;
-    return strcmp(params[3], "off") == 0
-        ? (struct rw_pg_stmt){set_claims_sql, 3, params}
-        : (struct rw_pg_stmt){set_claims_and_gucs_sql, 4, params};
-}
-
-/* The pool's waiter callback: the job has its connection. */
-static void job_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
-{
-    struct rw_job *job = (struct rw_job *)((char *)wt - offsetof(struct rw_job, waiter));
-    const struct rw_task *t = job->t;
-    rw_pg *pg = rw_pconn_pg(pc);
-    struct sql_run *run = calloc(1, sizeof *run);
-    int n = t->nstmts + FIXED_BEFORE + FIXED_AFTER;
-    struct rw_pg_stmt *st = calloc((size_t)n, sizeof *st);
-    char id[32], tmo[32], err[600];
-    const char *set_params[4], *done_params[2];
-    bool user = t->run_as != RW_RUN_AS_SYSTEM;   /* from the task, never the pool */
-
-    job->pc = pc;
-    rw_job_set_state(job, RW_JOB_RUNNING);
-    job->started = ev_now(job->ex->loop);
-    if (!run || !st) {
-        free(run);
-        free(st);
-        rw_pool_mark_clean(pc);     /* nothing was sent on it */
-        rw_pool_release(pc);
-        job->pc = NULL;
-        job_failed(job, "out of memory", false);
-        return;
-    }
-    run->job = job;
-    if (PQtransactionStatus(rw_pg_conn(pg)) != PQTRANS_IDLE) {
-        /* never happens by design; refuse to run on such a connection */
-        free(st);
-        sql_run_free(run);
-        job->pc = NULL;
-        rw_pool_release(pc);
-        job_failed(job, "connection was not idle before the job; discarded it", false);
-        return;
-    }
-    if (bind_all(job, run, err, sizeof err) < 0) {
-        free(st);
-        sql_run_free(run);
-        job->pc = NULL;
-        rw_pool_mark_clean(pc);     /* nothing was sent on it */
-        rw_pool_release(pc);
-        job_failed(job, err, true);
-        return;
-    }
-    snprintf(id, sizeof id, "%lld", job->id);
-    snprintf(tmo, sizeof tmo, "%d", timeout_s(job) * 1000);
-    st[0] = (struct rw_pg_stmt){"begin", 0, NULL};
-    if (user) {
-        set_params[0] = job->claims;
-        set_params[1] = tmo;
-        set_params[2] = t->chain ? job->lock_token : "";
-        set_params[3] = job->ex->cfg->claim_settings;
-        st[1] = strcmp(set_params[3], "off") == 0
-            ? (struct rw_pg_stmt){set_claims_sql, 3, set_params}
-            : (struct rw_pg_stmt){set_claims_and_gucs_sql, 4, set_params};
-    } else {
-        set_params[0] = tmo;
-        st[1] = (struct rw_pg_stmt){
-            "select set_config('statement_timeout', $1, true),"
-            " set_config('request.jwt.claims', '', true)", 1, set_params};
-    }
-    for (int i = 0; i < t->nstmts; i++)
-        st[FIXED_BEFORE + i] = (struct rw_pg_stmt){t->stmts[i].sql, t->stmts[i].nparams,
-                                                   run->binds[i].values};
-    done_params[0] = id;
-    done_params[1] = job->lock_token;
-    st[n - 3] = (struct rw_pg_stmt){
-        "select rlsworker_api.complete_job($1::bigint, $2::uuid)", 2, done_params};
-    st[n - 2] = (struct rw_pg_stmt){"commit", 0, NULL};
-    st[n - 1] = (struct rw_pg_stmt){SESSION_RESET, 0, NULL};
-    ev_timer_set(&job->timeout, timeout_s(job) + 2.0, 0.);
-    ev_timer_start(job->ex->loop, &job->timeout);
-    int rc = rw_pg_submit(pg, st, n, sql_done, run);
-    free(st);
-    if (rc < 0) {
-        sql_run_free(run);
-        job->pc = NULL;
-        rw_pool_release(pc);
-        job_failed(job, "could not send the job's statements", false);
-    }
-}
-
-/* The job never started: it goes back uncounted (the database may be
- * restarting; a role that cannot log in at all is refused at start-up). */
-static void job_on_conn_failed(struct rw_pool_waiter *wt, const char *why)
-{
-    struct rw_job *job = (struct rw_job *)((char *)wt - offsetof(struct rw_job, waiter));
-
-    rw_job_log(RW_LOG_WARNING, job, "could not connect as role %s: %s",
-               rw_pool_name(job->pool), why);
-    job_released(job);
-}
-
 /* ---- built-in tasks ---------------------------------------------------- */
 
 /* From the host's done(): final is rw_builtin_fail_final's. */
@@ -692,7 +382,7 @@ void rw_job_dispatch(struct rw_job *job)
         rw_group_add(job);
         return;
     }
-    job->waiter = (struct rw_pool_waiter){job_on_conn, job_on_conn_failed, NULL};
+    job->waiter = (struct rw_pool_waiter){rw_exec_on_conn, rw_exec_on_conn_failed, NULL};
     rw_pool_acquire(job->pool, &job->waiter);
 }
 
@@ -722,7 +412,7 @@ void rw_job_abandon(struct rw_job *job)
     rw_job_cancel(job, "worker shutting down");
 }
 
-/* ---- for group commit (group.c) ------------------------------------------ */
+/* ---- for group commit (group.c) and SQL tasks (executor_sql.c) ---------- */
 
 void rw_exec_failed(struct rw_job *job, const char *error, bool final)
 {

@@ -26,12 +26,20 @@
 # graphile_throughput.sh times graphile_worker.add_jobs (its add_jobs_per_s).
 #
 # Env: JOBS (20000) RUNS (3) CONCURRENCIES ("1 10 50") TASKS ("noop user_insert")
-#      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency"; also "enqueue")
+#      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency"; also "scale", "enqueue")
+#      SCALE_JOBS ("10000 1000000": queue lengths the scale phase drains, no-op jobs
+#      enqueued with add_jobs) SCALE_CONCURRENCY (10)
 #      ENQ_JOBS ("20000 100000") ENQ_TASKS ("noop user_insert")
 #      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH (100)
 #      PREFETCHES ("default": list of --prefetch values to measure, e.g. "default 0 100";
 #      "default" passes no --prefetch, so the worker sizes it from the concurrency)
+#      PERF_DIR (unset: when set, each drain runs under `perf record -a -g` into
+#      PERF_DIR/TASK-cC-history_H-runR.perf.data; tests/bench/profile.sh reads them)
+#      HISTORIES ("on": "on off" also measures each drain with tests/bench/no_history.sql
+#      applied, the completion paths without their job_history insert: what history costs)
 #      RLSWORKER_BIN (default build-bench/rlsworker, built in Release when missing)
+#      RLSWORKER_BINS ("label=path ...": several binaries measured side by side, run by
+#      run interleaved, e.g. before and after a change; result lines gain bin=label)
 #      BENCH_PEERS_DIR (default <repo>/../shared/bench-peers; its env.sh/start_pg.sh are
 #      used when present) REUSE_PG=1: use the already running bench-peers cluster
 #      (compare.sh / contender.sh) and leave it running; otherwise a throwaway cluster
@@ -40,6 +48,7 @@
 #   rlsworker task=noop concurrency=10 jobs=20000 runs=3 jobs_per_s=MED (min .. max) raw_jobs_per_s=...
 #   rlsworker_latency task=user_latency concurrency=24 samples=1000 runs=3 p50_ms=MED (min .. max) p95_ms=.. p99_ms=.. avg_ms=..
 #   rlsworker_enqueue fn=add_job task=noop jobs=20000 runs=3 jobs_per_s=MED (min .. max)
+#   rlsworker_scale task=noop concurrency=10 jobs=N enqueue_jobs_per_s=.. jobs_per_s=.. jobs_heap_index_mib_queued=H/I drained=H/I vacuumed=H/I
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -50,13 +59,18 @@ fi
 JOBS=${JOBS:-20000}; RUNS=${RUNS:-3}; CONCURRENCIES=${CONCURRENCIES:-1 10 50}
 TASKS=${TASKS:-noop user_insert}; SAMPLES=${SAMPLES:-1000}; LAT_CONCURRENCY=${LAT_CONCURRENCY:-24}
 PHASES=${PHASES:-throughput latency}; CLAIM_BATCH=${CLAIM_BATCH:-100}
+SCALE_JOBS=${SCALE_JOBS:-10000 1000000}
 PREFETCHES=${PREFETCHES:-default}; PREFETCH=default
 ENQ_JOBS=${ENQ_JOBS:-20000 100000}; ENQ_TASKS=${ENQ_TASKS:-noop user_insert}
+HISTORIES=${HISTORIES:-on}; HISTORY=on
 BIN=${RLSWORKER_BIN:-$repo/build-bench/rlsworker}
 PEERS=${BENCH_PEERS_DIR:-$repo/../shared/bench-peers}
 DB=bench_rlsworker
 for v in "$JOBS" "$RUNS" "$SAMPLES" "$CLAIM_BATCH" ${PREFETCHES//default/0} $ENQ_JOBS; do
     case "$v" in ''|*[!0-9]*) echo "bench: JOBS, RUNS, SAMPLES and CLAIM_BATCH must be whole numbers" >&2; exit 2;; esac
+done
+for v in $HISTORIES; do
+    case "$v" in on|off) ;; *) echo "bench: HISTORIES takes on and off, not $v" >&2; exit 2;; esac
 done
 [ "$JOBS" -le 1000000 ] && [ "$RUNS" -le 20 ] || { echo "bench: at most JOBS=1000000, RUNS=20" >&2; exit 2; }
 for v in $ENQ_JOBS; do
@@ -147,6 +161,14 @@ if [ ! -x "$BIN" ]; then
     BIN=$repo/build-bench/rlsworker
 fi
 
+for b in ${RLSWORKER_BINS:-}; do
+    case "$b" in
+    *=*) [ -x "${b#*=}" ] || { echo "bench: RLSWORKER_BINS: ${b#*=} is not an executable" >&2; exit 2; };;
+    *) echo "bench: RLSWORKER_BINS takes label=path words, not $b" >&2; exit 2;;
+    esac
+done
+VTAG=history=on; BIN_LABEL=
+
 # ---- roles, tasks -------------------------------------------------------------
 owner_pw=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 auth_pw=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -198,6 +220,8 @@ create policy bench_latency_own on bench_latency for insert to authenticated_bac
     with check ((select auth.user_id()) = user_id);
 SQL
     "$BIN" migrate --log-level warning >/dev/null
+    # history=off: the completion paths without their job_history insert (bench only)
+    [ "$HISTORY" = on ] || psql -qX -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f "$here/no_history.sql" >/dev/null
 }
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -207,12 +231,21 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 run_once() { # concurrency
     local pid rss max=0 pf=()
     [ "$PREFETCH" = default ] || pf=(--prefetch "$PREFETCH")
-    "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
-        --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning &
+    if [ -n "${2:-}" ]; then   # profile: the whole machine while the worker runs
+        perf record -q -a -g -o "$2" -- "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
+            --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning 2>/dev/null &
+    else
+        "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
+            --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning &
+    fi
     pid=$!
+    local pm; pm=$(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)
     while kill -0 "$pid" 2>/dev/null; do
         rss=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
         [ -n "$rss" ] && [ "$rss" -gt "$max" ] && max=$rss
+        # profile: the processes of this drain (the worker under perf, this
+        # cluster's backends), so the report can leave out everything else
+        [ -z "${2:-}" ] || [ -s "$2.pids" ] || { sleep 0.5; pgrep -P "$pid"; [ -z "$pm" ] || pgrep -P "$pm"; } > "$2.pids" 2>/dev/null || true
         sleep 0.05
     done
     echo "$max" > "$work/rss_kib"
@@ -238,29 +271,45 @@ throughput_run() { # task concurrency run -> prints "jps raw"
     t0=$(now_ms); run_once "$c"; startup=$(( $(now_ms) - t0 ))
     t0=$(now_ms); q "$(enqueue_sql "$task" "$JOBS")" >/dev/null; queue=$(( $(now_ms) - t0 ))
     psql -qAtX -c "checkpoint" >/dev/null
-    t0=$(now_ms); run_once "$c"; drain=$(( $(now_ms) - t0 )); rss=$(cat "$work/rss_kib")
+    local perf_file=
+    [ -z "${PERF_DIR:-}" ] || perf_file=$PERF_DIR/$task-c$c-history_$HISTORY-run$r.perf.data
+    t0=$(now_ms); run_once "$c" "$perf_file"; drain=$(( $(now_ms) - t0 )); rss=$(cat "$work/rss_kib")
     left=$(q "select count(*) from rlsworker.jobs")
     [ "$left" = 0 ] || { echo "bench: $left jobs left after draining ($task, concurrency $c)" >&2; return 1; }
     if [ "$task" = user_insert ]; then
         done_rows=$(q "select count(*) from todos")
         [ "$done_rows" = "$JOBS" ] || { echo "bench: $done_rows todos for $JOBS jobs" >&2; return 1; }
     fi
-    awk -v j="$JOBS" -v d="$drain" -v s="$startup" -v qm="$queue" -v r="$r" -v t="$task" -v c="$c" -v rss="$rss" 'BEGIN{
-        printf "  run %d: task=%s concurrency=%d startup_ms=%d queue_ms=%d drain_ms=%d jobs_per_s=%.1f raw_jobs_per_s=%.1f rss_max_kib=%d\n",
-            r, t, c, s, qm, d, 1000*j/(d-s), 1000*j/d, rss > "/dev/stderr"
+    awk -v j="$JOBS" -v d="$drain" -v s="$startup" -v qm="$queue" -v r="$r" -v t="$task" -v c="$c" -v rss="$rss" -v h="$VTAG" 'BEGIN{
+        printf "  run %d: task=%s %s concurrency=%d startup_ms=%d queue_ms=%d drain_ms=%d jobs_per_s=%.1f raw_jobs_per_s=%.1f rss_max_kib=%d\n",
+            r, t, h, c, s, qm, d, 1000*j/(d-s), 1000*j/d, rss > "/dev/stderr"
         printf "%.1f %.1f %d\n", 1000*j/(d-s), 1000*j/d, rss }'
 }
 
+# The variants measured side by side, interleaved run by run: every binary of
+# RLSWORKER_BINS ("label=path ...", default the one binary) with every HISTORIES.
+variants() { local b h; for b in ${RLSWORKER_BINS:-=$BIN}; do for h in $HISTORIES; do echo "$b@$h"; done; done; }
+use_variant() { # label=path@history
+    BIN_LABEL=${1%%=*}; local rest=${1#*=}; BIN=${rest%@*}; HISTORY=${rest##*@}
+    VTAG=${BIN_LABEL:+bin=$BIN_LABEL }history=$HISTORY
+}
 throughput() {
-    local task c r out
+    local task c r out v
     for task in $TASKS; do
         enqueue_sql "$task" 1 >/dev/null || exit 2
         for PREFETCH in $PREFETCHES; do for c in $CONCURRENCIES; do
-            out=$work/tp.out; : > "$out"
-            for r in $(seq "$RUNS"); do throughput_run "$task" "$c" "$r" >> "$out"; done
-            echo "rlsworker task=$task concurrency=$c prefetch=$PREFETCH claim_batch=$CLAIM_BATCH sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
-                "jobs_per_s=$(cut -d' ' -f1 "$out" | mmm) raw_jobs_per_s=$(cut -d' ' -f2 "$out" | mmm)" \
-                "rss_max_kib=$(cut -d' ' -f3 "$out" | sort -g | tail -1)"
+            for v in $(variants); do : > "$work/tp.$(echo "$v" | md5sum | cut -c1-8)"; done
+            for r in $(seq "$RUNS"); do for v in $(variants); do
+                use_variant "$v"
+                throughput_run "$task" "$c" "$r" >> "$work/tp.$(echo "$v" | md5sum | cut -c1-8)"
+            done; done
+            for v in $(variants); do
+                use_variant "$v"
+                out=$work/tp.$(echo "$v" | md5sum | cut -c1-8)
+                echo "rlsworker task=$task concurrency=$c prefetch=$PREFETCH claim_batch=$CLAIM_BATCH $VTAG sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
+                    "jobs_per_s=$(cut -d' ' -f1 "$out" | mmm) raw_jobs_per_s=$(cut -d' ' -f2 "$out" | mmm)" \
+                    "rss_max_kib=$(cut -d' ' -f3 "$out" | sort -g | tail -1)"
+            done
         done; done
     done
 }
@@ -278,21 +327,56 @@ latency_run() { # concurrency -> "p50_ms=.. p95_ms=.. ..." of one run
 }
 
 latency() {
-    local c r out k
+    local c r out k v
     for c in $LAT_CONCURRENCY; do
-        out=$work/lat.out; : > "$out"
-        for r in $(seq "$RUNS"); do
+        for v in $(variants); do : > "$work/lat.$(echo "$v" | md5sum | cut -c1-8)"; done
+        for r in $(seq "$RUNS"); do for v in $(variants); do
+            use_variant "$v"
+            out=$work/lat.$(echo "$v" | md5sum | cut -c1-8)
             fresh_db
-            latency_run "$c" | tee -a "$out" | sed "s/^/  run $r: /" >&2
+            latency_run "$c" | tee -a "$out" | sed "s/^/  run $r ($VTAG): /" >&2
             [ "${PIPESTATUS[0]}" = 0 ] || return 1
+        done; done
+        for v in $(variants); do
+            use_variant "$v"
+            out=$work/lat.$(echo "$v" | md5sum | cut -c1-8)
+            line=
+            for k in p50 p95 p99 avg min max; do
+                line="$line $k""_ms=$(grep -o "$k""_ms=[0-9.]*" "$out" | cut -d= -f2 |
+                    sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2;
+                    printf "%.2f (min %.2f max %.2f)", m, a[1], a[NR]}')"
+            done
+            echo "rlsworker_latency task=user_latency concurrency=$c $VTAG sync_commit=$sync_now samples=$SAMPLES runs=$RUNS$line"
         done
-        line=
-        for k in p50 p95 p99 avg min max; do
-            line="$line $k""_ms=$(grep -o "$k""_ms=[0-9.]*" "$out" | cut -d= -f2 |
-                sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2;
-                printf "%.2f (min %.2f max %.2f)", m, a[1], a[NR]}')"
+    done
+}
+
+# Scale: the same no-op drain with SCALE_JOBS queued, smallest first: does a
+# long queue slow the claim? Sizes of rlsworker.jobs (heap, indexes) after the
+# enqueue, after the drain, and after a plain VACUUM, in MiB.
+sizes() { q "select round(pg_table_size('rlsworker.jobs') / 1048576.0, 1) || ' '
+                 || round(pg_indexes_size('rlsworker.jobs') / 1048576.0, 1)"; }
+scale() {
+    local n t0 startup enq drain left c=${SCALE_CONCURRENCY:-10} s1 s2 s3 i chunk
+    for n in $SCALE_JOBS; do
+        fresh_db
+        t0=$(now_ms); run_once "$c"; startup=$(( $(now_ms) - t0 ))
+        t0=$(now_ms)
+        for (( i = 0; i < n; i += 100000 )); do   # add_jobs, 100 000 jobs a call
+            chunk=$(( n - i < 100000 ? n - i : 100000 ))
+            q "select count(*) from rlsworker.add_jobs((select jsonb_agg(jsonb_build_object('task', 'noop'))
+               from generate_series(1, $chunk)))" >/dev/null
         done
-        echo "rlsworker_latency task=user_latency concurrency=$c sync_commit=$sync_now samples=$SAMPLES runs=$RUNS$line"
+        enq=$(( $(now_ms) - t0 ))
+        q "analyze rlsworker.jobs" >/dev/null; s1=$(sizes)
+        psql -qAtX -c "checkpoint" >/dev/null
+        t0=$(now_ms); run_once "$c"; drain=$(( $(now_ms) - t0 ))
+        left=$(q "select count(*) from rlsworker.jobs")
+        [ "$left" = 0 ] || { echo "bench: $left jobs left after the scale drain of $n" >&2; return 1; }
+        s2=$(sizes); q "vacuum rlsworker.jobs" >/dev/null; s3=$(sizes)
+        echo "rlsworker_scale task=noop concurrency=$c jobs=$n enqueue_jobs_per_s=$(( n * 1000 / (enq > 0 ? enq : 1) ))" \
+            "jobs_per_s=$(( n * 1000 / (drain - startup > 0 ? drain - startup : 1) ))" \
+            "jobs_heap_index_mib_queued=${s1// //} drained=${s2// //} vacuumed=${s3// //}"
     done
 }
 
@@ -352,7 +436,8 @@ for ph in $PHASES; do
     case "$ph" in
     throughput) throughput;;
     latency) latency;;
+    scale) scale;;
     enqueue) enqueue;;
-    *) echo "bench: unknown phase $ph (throughput, latency, enqueue)" >&2; exit 2;;
+    *) echo "bench: unknown phase $ph (throughput, latency, scale, enqueue)" >&2; exit 2;;
     esac
 done

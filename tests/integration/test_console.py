@@ -137,7 +137,7 @@ def test_browser_login_overview_and_workers(rlsworker, db, tasks, tmp_path):
     dead_job(db)
     db.sql("select rlsworker.add_job('complete_todos', claims => '{\"sub\":\"alice\"}',"
            " run_at => now() + interval '10 minutes') from generate_series(1, 3)")
-    wait_until(lambda: db.val("select count(*) from rlsworker.job_history"
+    wait_until(lambda: db.val("select count(*) from rlsworker.job_runs"
                               " where outcome = 'succeeded' and task = 'noop'") >= 12,
                what="noops ran")
     out = browser("overview", port)
@@ -157,7 +157,7 @@ def test_browser_dead_job_retry_runs(rlsworker, db, tasks, tmp_path):
     assert "division by zero" in out["row"] and "Retry" in out["row"] and "Delete" in out["row"]
     assert "queued" in out["status"]
     # the database shows it ran: gone from the queue, a succeeded run in the history
-    wait_until(lambda: db.val("select count(*) from rlsworker.job_history where job_id = %s"
+    wait_until(lambda: db.val("select count(*) from rlsworker.job_runs where job_id = %s"
                               " and outcome = 'succeeded'", (job,)) == 1, what="retried job ran")
     assert db.val("select count(*) from rlsworker.jobs where id = %s", (job,)) == 0
     assert "retry job %d: queued" % job in w.read_stderr()
@@ -172,7 +172,7 @@ def test_browser_cancel_running_job(rlsworker, db, tasks, tmp_path):
                == "running", what="job running")
     out = browser("cancel", port, JOB=job)
     assert "cancelling" in out["status"]
-    wait_until(lambda: db.val("select outcome from rlsworker.job_history where job_id = %s",
+    wait_until(lambda: db.val("select outcome from rlsworker.job_runs where job_id = %s",
                               (job,)) == "cancelled", what="job cancelled")
     assert db.val("select state from rlsworker.jobs where id = %s", (job,)) == "cancelled"
     assert w.stop() == 0
@@ -182,7 +182,7 @@ def test_browser_enqueue_shows_in_history(rlsworker, db, tasks, tmp_path):
     w, port = start(rlsworker, db, tasks, tmp_path)
     out = browser("enqueue", port, TASK="noop")
     assert "succeeded" in out["row"] and "noop" in out["row"]
-    row = db.one("select task, outcome from rlsworker.job_history where job_id = %s",
+    row = db.one("select task, outcome from rlsworker.job_runs where job_id = %s",
                  (out["id"],))
     assert row == ("noop", "succeeded")
     assert "enqueued task noop as job %d" % out["id"] in w.read_stderr()

@@ -1,5 +1,6 @@
 """Job history (issue 13): every finished run is recorded in
-rlsworker.job_history in the same transaction as its outcome, without
+rlsworker.job_runs (job_history and job_history_batches) in the same
+transaction as its outcome, without
 claims; `jobs list --state succeeded|failed|cancelled` reads it; the sweep
 prunes it after history_retention and counts that in /metrics.
 
@@ -25,7 +26,7 @@ def run_once(rlsworker, db, tasks, *extra):
 
 def history(db, job):
     return db.sql("select outcome, attempts, task, subject, worker_id is not null,"
-                  " error, duration >= interval '0' from rlsworker.job_history"
+                  " error, duration >= interval '0' from rlsworker.job_runs"
                   " where job_id = %s order by id", (job,))
 
 
@@ -37,12 +38,13 @@ def test_succeeded_user_and_system_runs_are_recorded_without_claims(rlsworker, d
     run_once(rlsworker, db, DEMO_TASKS)
     assert history(db, user) == [("succeeded", 1, "complete_todos", "alice", True, None, True)]
     assert history(db, noop) == [("succeeded", 1, "noop", None, True, None, True)]
-    assert db.val("select queue from rlsworker.job_history where job_id = %s", (noop,)) == "q1"
+    assert db.val("select queue from rlsworker.job_runs where job_id = %s", (noop,)) == "q1"
     # claims never reach the history: no column holds them
     cols = [r[0] for r in db.sql("select column_name from information_schema.columns"
-                                 " where table_schema = 'rlsworker' and table_name = 'job_history'")]
+                                 " where table_schema = 'rlsworker'"
+                                 " and table_name in ('job_history', 'job_history_batches', 'job_runs')")]
     assert "claims" not in cols
-    assert db.val("select count(*) from rlsworker.job_history h"
+    assert db.val("select count(*) from rlsworker.job_runs h"
                   " where h::text like '%%s3cr3t%%'") == 0
 
 
@@ -80,9 +82,9 @@ def test_error_in_history_is_bounded(rlsworker, db, tasks_dir):
     """)
     job = db.val("select rlsworker.add_job('longerr')")
     run_once(rlsworker, db, tasks_dir)
-    assert db.val("select length(error) from rlsworker.job_history where job_id = %s",
+    assert db.val("select length(error) from rlsworker.job_runs where job_id = %s",
                   (job,)) <= 2000
-    assert db.val("select outcome from rlsworker.job_history where job_id = %s",
+    assert db.val("select outcome from rlsworker.job_runs where job_id = %s",
                   (job,)) == "dead"
 
 
@@ -148,10 +150,10 @@ def test_sweep_prunes_old_history_in_bounded_batches(rlsworker, db):
     w.wait_for(r"http intake listening on")
     deadline = time.time() + 20
     while time.time() < deadline and db.val(
-            "select count(*) from rlsworker.job_history where task = 'old'") > 0:
+            "select count(*) from rlsworker.job_runs where task = 'old'") > 0:
         time.sleep(0.1)
-    assert db.val("select count(*) from rlsworker.job_history where task = 'old'") == 0
-    assert db.val("select count(*) from rlsworker.job_history where task = 'new'") == 1
+    assert db.val("select count(*) from rlsworker.job_runs where task = 'old'") == 0
+    assert db.val("select count(*) from rlsworker.job_runs where task = 'new'") == 1
     import http.client
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/metrics")

@@ -38,6 +38,8 @@ struct pending {
 
 static struct fake {
     rw_pg *pg;
+    rw_pg *out;           /* the outcomes connection (scheduler.c) */
+    rw_pg *outcomes_pg;   /* where the last outcomes went */
     struct pending registration, deregistration, claim, outcomes, query;
     int claims, registrations, deregistrations, flushes;
     int claim_asked;
@@ -56,6 +58,8 @@ rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo, const struct rw_pg_
     pg->cb = *cb;
     if (!fk.pg)
         fk.pg = pg;       /* the control connection; the listener's (notify.c) never connects */
+    else if (!fk.out)
+        fk.out = pg;      /* created next: the outcomes connection */
     return pg;
 }
 
@@ -146,6 +150,7 @@ int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg
 {
     assert_null(fk.outcomes.cb);
     fk.flushes++;
+    fk.outcomes_pg = pg;
     snprintf(fk.completed, sizeof fk.completed, "%s", o->completed_ids ? o->completed_ids : "");
     snprintf(fk.failed, sizeof fk.failed, "%s", o->failed_rows ? o->failed_rows : "");
     snprintf(fk.released, sizeof fk.released, "%s", o->released_ids ? o->released_ids : "");
@@ -366,6 +371,60 @@ static void test_immediate_stop_releases_the_running_job(void **state)
     assert_int_equal(rw_sched_inflight(f->s), 0);
 }
 
+static void out_connects(void)
+{
+    fk.out->ready = true;
+    fk.out->cb.on_ready(fk.out, fk.out->cb.arg);
+}
+
+/* With the outcomes connection up, outcomes go there (the server records
+ * them while the control connection claims); the deregistration at the end
+ * waits until they are answered, so it cannot overtake them. */
+static void test_outcomes_go_on_their_own_connection_before_deregistration(void **state)
+{
+    struct fixture *f = *state;
+
+    connect_and_register(f);
+    out_connects();
+    add_row(1, "noop", NULL);
+    answer(&fk.claim, true, NULL);
+    turn(f);
+    assert_int_equal(fk.flushes, 1);
+    assert_ptr_equal(fk.outcomes_pg, fk.out);
+    assert_string_equal(fk.completed, "{1}");
+
+    rw_sched_stop(f->s, false);
+    assert_int_equal(rw_sched_inflight(f->s), 0);
+    assert_int_equal(fk.deregistrations, 0);    /* waits for the outcomes */
+    answer(&fk.outcomes, true, NULL);
+    assert_int_equal(fk.deregistrations, 1);
+    answer(&fk.deregistration, true, NULL);
+}
+
+/* The outcomes connection is lost with a batch in flight: the batch goes
+ * again, on the control connection, until the outcomes connection is back. */
+static void test_outcomes_lost_with_their_connection_go_again_on_the_control_one(void **state)
+{
+    struct fixture *f = *state;
+
+    connect_and_register(f);
+    out_connects();
+    add_row(1, "noop", NULL);
+    add_row(2, "noop", NULL);
+    answer(&fk.claim, true, NULL);
+    turn(f);
+    assert_ptr_equal(fk.outcomes_pg, fk.out);
+    fk.out->ready = false;
+    fk.out->cb.on_lost(fk.out, "test", fk.out->cb.arg);
+    answer_as(&fk.outcomes, false, true, "connection lost");
+    turn(f);
+    assert_int_equal(fk.flushes, 2);
+    assert_ptr_equal(fk.outcomes_pg, fk.pg);
+    assert_string_equal(fk.completed, "{1,2}");
+    answer(&fk.outcomes, true, NULL);
+    assert_int_equal(rw_sched_stats(f->s)->completed, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +438,11 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_immediate_stop_releases_the_running_job, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_outcomes_go_on_their_own_connection_before_deregistration, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_outcomes_lost_with_their_connection_go_again_on_the_control_one, setup,
+            teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

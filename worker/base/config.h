@@ -1,5 +1,6 @@
-/* Configuration: one table (config.c, rw_options[]) is the schema: name,
- * environment variable, type, default, bounds, reloadable flag and a doc line.
+/* Configuration: one table (config_options.c, rw_options[]) is the schema:
+ * name, environment variable, type, default, bounds, reloadable flag and a
+ * doc line.
  * Precedence: defaults < config file (--config) < environment < flags.
  * Every option can be given as a flag: `--lock-timeout 30` sets lock_timeout.
  * All strings in struct rw_config are owned by it (freed by rw_config_free). */

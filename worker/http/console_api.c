@@ -42,7 +42,7 @@ static const char OVERVIEW_SQL[] =
     "    count(*) filter (where outcome = 'failed') as failed,"
     "    count(*) filter (where outcome = 'dead') as dead,"
     "    count(*) filter (where outcome = 'cancelled') as cancelled"
-    "   from rlsworker.job_history where finished_at > now() - interval '15 minutes'"
+    "   from rlsworker.job_runs where finished_at > now() - interval '15 minutes'"
     "   group by 1) t))::text";
 
 static const char JOBS_SQL[] =
@@ -66,11 +66,8 @@ static const char HISTORY_SQL[] =
     " select id as hid, job_id as id, task, queue, subject, attempts, outcome, worker_id,"
     "  error, created_at, started_at, finished_at,"
     "  round(extract(epoch from duration) * 1000, 1) as duration_ms"
-    " from rlsworker.job_history"
-    " where ($1::text is null or outcome = $1) and ($2::text is null or task = $2)"
-    "  and ($3::text is null or queue = $3) and ($4::text is null or subject = $4)"
-    "  and ($5::timestamptz is null or (finished_at, id) < ($5, $6::bigint))"
-    " order by finished_at desc, id desc limit $7::int) h";
+    " from rlsworker.job_runs_page($1::text, $2::text, $3::text, $4::text, $5::timestamptz,"
+    "  $6::bigint, $7::int)) h";
 
 static const char CRON_SQL[] =
     "select coalesce(json_agg(json_build_object('id', e.id, 'task', e.task, 'tz', e.tz,"

@@ -1,3 +1,6 @@
+/* The connection handle (pgconn.h): its life (new, free deferred while a
+ * callback runs, loss and teardown), the pipeline of ops and their results,
+ * notifications, cancel. Opening the connection is pgconn_connect.c's. */
 #include "worker/pg/pgconn.h"
 
 #include <stdio.h>
@@ -5,11 +8,9 @@
 #include <string.h>
 
 #include "worker/base/log.h"
-#include "worker/pg/conninfo.h"
 #include "worker/pg/pgcancel.h"
+#include "worker/pg/pgconn_int.h"
 #include "worker/pg/pgresolve.h"
-
-enum pg_state { PG_IDLE, PG_CONNECTING, PG_READY };
 
 struct pg_op {
     struct pg_op *next;
@@ -24,34 +25,9 @@ struct pg_op {
     void *arg;
 };
 
-struct rw_pg {
-    struct ev_loop *loop;
-    char *conninfo;
-    char app_name[64];    /* fallback_application_name: the URL's own wins */
-    struct rw_pg_callbacks cb;
-    int connect_timeout_s;
-    PGconn *conn;
-    enum pg_state state;
-    ev_io io;
-    int io_events;
-    ev_timer timer;       /* connect timeout, or deferred connect failure */
-    int reply_timeout_s;  /* 0: none */
-    ev_timer reply_timer; /* no byte from the server while ops are in flight */
-    char *pending_error;  /* connect failure to report from the timer */
-    struct rw_pg_lookup *lookup; /* host names being resolved off the loop */
-    struct pg_op *head, *tail;
-    int inflight;
-    int depth;            /* callbacks running; free is deferred while > 0 */
-    bool free_pending;
-};
-
 static void pg_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void pg_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void pg_reply_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
-
-static struct rw_pg_tcp tcp_defaults;
-
-void rw_pg_set_tcp_defaults(const struct rw_pg_tcp *tcp) { tcp_defaults = *tcp; }
 
 rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
                  const struct rw_pg_callbacks *cb, int connect_timeout_s)
@@ -104,7 +80,7 @@ static void reply_clock(rw_pg *pg)
 }
 PGconn *rw_pg_conn(rw_pg *pg) { return pg->state == PG_READY ? pg->conn : NULL; }
 
-static void watch(rw_pg *pg, int events)
+void rw_pg_watch(rw_pg *pg, int events)
 {
     int fd = PQsocket(pg->conn);
 
@@ -135,7 +111,7 @@ static void drop_lookup(rw_pg *pg)
     pg->lookup = NULL;
 }
 
-static void really_free(rw_pg *pg)
+void rw_pg_really_free(rw_pg *pg)
 {
     drop_lookup(pg);
     ev_io_stop(pg->loop, &pg->io);
@@ -174,7 +150,7 @@ static bool finish_op(rw_pg *pg, struct pg_op *op, bool conn_lost, const char *w
     pg->depth--;
     op_free(op);
     if (pg->free_pending && pg->depth == 0) {
-        really_free(pg);
+        rw_pg_really_free(pg);
         return false;
     }
     return !pg->free_pending;
@@ -182,7 +158,7 @@ static bool finish_op(rw_pg *pg, struct pg_op *op, bool conn_lost, const char *w
 
 /* Closes the socket and completes every op with conn_lost. Returns false if
  * the handle was freed meanwhile. */
-static bool teardown(rw_pg *pg, const char *why)
+bool rw_pg_teardown(rw_pg *pg, const char *why)
 {
     struct pg_op *ops = pg->head;
 
@@ -211,7 +187,7 @@ static bool teardown(rw_pg *pg, const char *why)
     return true;
 }
 
-static void lost(rw_pg *pg, const char *why)
+void rw_pg_lost(rw_pg *pg, const char *why)
 {
     char msg[512];
     size_t n;
@@ -220,138 +196,14 @@ static void lost(rw_pg *pg, const char *why)
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
-    if (!teardown(pg, msg))
+    if (!rw_pg_teardown(pg, msg))
         return;
     if (pg->cb.on_lost) {
         pg->depth++;
         pg->cb.on_lost(pg, msg, pg->cb.arg);
         pg->depth--;
         if (pg->free_pending && pg->depth == 0)
-            really_free(pg);
-    }
-}
-
-/* Starts libpq's connect; `l`, when given, holds the resolved addresses. */
-static void start_connect(rw_pg *pg, const struct rw_pg_lookup *l)
-{
-    /* the TCP settings come before dbname: the connection string's own win */
-    char ka_idle[16], ka_intv[16], ka_count[16], user_tmo[16];
-    const char *keys[12], *vals[12];
-    int nk = 0;
-    if (tcp_defaults.keepalives_idle_s > 0) {
-        snprintf(ka_idle, sizeof ka_idle, "%d", tcp_defaults.keepalives_idle_s);
-        keys[nk] = "keepalives_idle", vals[nk++] = ka_idle;
-    }
-    if (tcp_defaults.keepalives_interval_s > 0) {
-        snprintf(ka_intv, sizeof ka_intv, "%d", tcp_defaults.keepalives_interval_s);
-        keys[nk] = "keepalives_interval", vals[nk++] = ka_intv;
-    }
-    if (tcp_defaults.keepalives_count > 0) {
-        snprintf(ka_count, sizeof ka_count, "%d", tcp_defaults.keepalives_count);
-        keys[nk] = "keepalives_count", vals[nk++] = ka_count;
-    }
-    if (tcp_defaults.user_timeout_ms > 0) {
-        snprintf(user_tmo, sizeof user_tmo, "%d", tcp_defaults.user_timeout_ms);
-        keys[nk] = "tcp_user_timeout", vals[nk++] = user_tmo;
-    }
-    keys[nk] = "dbname", vals[nk++] = pg->conninfo;
-    if (l) {
-        /* after dbname: these replace the string's host list */
-        keys[nk] = "host", vals[nk++] = l->host;
-        keys[nk] = "hostaddr", vals[nk++] = l->hostaddr;
-        if (l->port)
-            keys[nk] = "port", vals[nk++] = l->port;
-    }
-    keys[nk] = "fallback_application_name", vals[nk++] = pg->app_name;
-    keys[nk] = NULL, vals[nk] = NULL;
-    char bad[400];
-    bool malformed = rw_conninfo_check(pg->conninfo, "the connection string", bad,
-                                       sizeof bad) < 0;
-    pg->conn = malformed ? NULL : PQconnectStartParams(keys, vals, 1);
-    pg->state = PG_CONNECTING;
-    if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
-        /* report from the loop, never from inside the caller */
-        pg->pending_error = strdup(malformed ? bad
-                                   : pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
-        ev_timer_set(&pg->timer, 0., 0.);
-        ev_timer_start(pg->loop, &pg->timer);
-        return;
-    }
-    PQsetnonblocking(pg->conn, 1);
-    ev_timer_set(&pg->timer, pg->connect_timeout_s, 0.);
-    ev_timer_start(pg->loop, &pg->timer);
-    watch(pg, EV_WRITE);
-}
-
-static void looked_up(void *arg, struct rw_pg_lookup *l)
-{
-    rw_pg *pg = arg;
-    char msg[300];
-
-    pg->lookup = NULL;
-    if (!l->host) {
-        snprintf(msg, sizeof msg, "%s", l->err);
-        rw_pg_lookup_free(l);
-        lost(pg, msg);
-        return;
-    }
-    rw_debug("connecting to %s at %s (resolved off the loop)", l->host, l->hostaddr);
-    start_connect(pg, l);
-    rw_pg_lookup_free(l);
-}
-
-void rw_pg_connect(rw_pg *pg)
-{
-    char err[256];
-
-    if (pg->state != PG_IDLE && !teardown(pg, "reconnecting"))
-        return;
-    free(pg->pending_error);
-    pg->pending_error = NULL;
-    pg->lookup = rw_pg_lookup_new(pg->conninfo);
-    if (pg->lookup) {
-        /* host names: resolve them off the loop, then connect */
-        if (rw_pg_lookup_start(pg->loop, pg->lookup, looked_up, pg, err, sizeof err) == 0) {
-            pg->state = PG_CONNECTING;
-            ev_timer_set(&pg->timer, pg->connect_timeout_s, 0.);
-            ev_timer_start(pg->loop, &pg->timer);
-            return;
-        }
-        rw_warn("resolving host names on the loop: %s", err);
-        rw_pg_lookup_free(pg->lookup);
-        pg->lookup = NULL;
-    }
-    start_connect(pg, NULL);
-}
-
-static void connect_step(rw_pg *pg)
-{
-    switch (PQconnectPoll(pg->conn)) {
-    case PGRES_POLLING_READING:
-        watch(pg, EV_READ);
-        break;
-    case PGRES_POLLING_WRITING:
-        watch(pg, EV_WRITE);
-        break;
-    case PGRES_POLLING_OK:
-        ev_timer_stop(pg->loop, &pg->timer);
-        if (PQsetnonblocking(pg->conn, 1) != 0 || PQenterPipelineMode(pg->conn) != 1) {
-            lost(pg, PQerrorMessage(pg->conn));
-            return;
-        }
-        pg->state = PG_READY;
-        watch(pg, EV_READ);
-        if (pg->cb.on_ready) {
-            pg->depth++;
-            pg->cb.on_ready(pg, pg->cb.arg);
-            pg->depth--;
-            if (pg->free_pending && pg->depth == 0)
-                really_free(pg);
-        }
-        break;
-    default:
-        lost(pg, PQerrorMessage(pg->conn));
-        break;
+            rw_pg_really_free(pg);
     }
 }
 
@@ -368,7 +220,7 @@ static void pg_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         snprintf(msg, sizeof msg, "timed out after %d s while connecting",
                  pg->connect_timeout_s);
     }
-    lost(pg, msg);
+    rw_pg_lost(pg, msg);
 }
 
 static void pg_reply_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -378,7 +230,7 @@ static void pg_reply_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     snprintf(msg, sizeof msg, "no reply from the server for %d s (the network or the "
              "server stopped answering); reconnecting", pg->reply_timeout_s);
-    lost(pg, msg);
+    rw_pg_lost(pg, msg);
 }
 
 /* Returns false when the handle went away or broke. */
@@ -387,10 +239,10 @@ static bool flush(rw_pg *pg)
     int r = PQflush(pg->conn);
 
     if (r < 0) {
-        lost(pg, PQerrorMessage(pg->conn));
+        rw_pg_lost(pg, PQerrorMessage(pg->conn));
         return false;
     }
-    watch(pg, r == 1 ? EV_READ | EV_WRITE : EV_READ);
+    rw_pg_watch(pg, r == 1 ? EV_READ | EV_WRITE : EV_READ);
     return true;
 }
 
@@ -461,7 +313,7 @@ static bool read_notifies(rw_pg *pg)
         PQfreemem(n);
         if (pg->free_pending) {
             if (pg->depth == 0)
-                really_free(pg);
+                rw_pg_really_free(pg);
             return false;
         }
     }
@@ -473,7 +325,7 @@ static void pg_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     rw_pg *pg = w->data;
 
     if (pg->state == PG_CONNECTING) {
-        connect_step(pg);
+        rw_pg_connect_step(pg);
         return;
     }
     if ((revents & EV_WRITE) && !flush(pg))
@@ -481,14 +333,14 @@ static void pg_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (!(revents & EV_READ))
         return;
     if (!PQconsumeInput(pg->conn)) {
-        lost(pg, PQerrorMessage(pg->conn));
+        rw_pg_lost(pg, PQerrorMessage(pg->conn));
         return;
     }
     if (!read_results(pg) || !read_notifies(pg))
         return;
     reply_clock(pg);
     if (pg->conn && PQstatus(pg->conn) == CONNECTION_BAD) {
-        lost(pg, PQerrorMessage(pg->conn));
+        rw_pg_lost(pg, PQerrorMessage(pg->conn));
         return;
     }
     if (pg->conn && (pg->io_events & EV_WRITE))
@@ -516,13 +368,13 @@ int rw_pg_submit(rw_pg *pg, const struct rw_pg_stmt *stmts, int n,
             /* the connection is broken: results of what was sent have no owner */
             op_free(op);
             rw_error("could not send query: %s", PQerrorMessage(pg->conn));
-            lost(pg, PQerrorMessage(pg->conn));
+            rw_pg_lost(pg, PQerrorMessage(pg->conn));
             return -1;
         }
     }
     if (!PQpipelineSync(pg->conn)) {
         op_free(op);
-        lost(pg, PQerrorMessage(pg->conn));
+        rw_pg_lost(pg, PQerrorMessage(pg->conn));
         return -1;
     }
     if (pg->tail)
@@ -538,7 +390,7 @@ int rw_pg_submit(rw_pg *pg, const struct rw_pg_stmt *stmts, int n,
     } else {
         /* inside a callback: flush now, but report loss from the loop */
         int r = PQflush(pg->conn);
-        watch(pg, r == 0 ? EV_READ : EV_READ | EV_WRITE);
+        rw_pg_watch(pg, r == 0 ? EV_READ : EV_READ | EV_WRITE);
     }
     return 0;
 }
@@ -570,7 +422,7 @@ int rw_pg_cancel(rw_pg *pg, char *err, size_t errlen)
 void rw_pg_disconnect(rw_pg *pg)
 {
     if (pg->state != PG_IDLE || pg->conn)
-        teardown(pg, "disconnected");
+        rw_pg_teardown(pg, "disconnected");
 }
 
 void rw_pg_abort(rw_pg *pg, const char *why)
@@ -598,31 +450,5 @@ void rw_pg_free(rw_pg **pgp)
         ev_timer_stop(pg->loop, &pg->timer);
         return;
     }
-    really_free(pg);
-}
-
-PGconn *rw_pg_connect_blocking(const char *conninfo, const char *what,
-                               char *err, size_t errlen)
-{
-    PGconn *c;
-
-    if (!conninfo || !*conninfo) {
-        snprintf(err, errlen, "no connection string for %s", what);
-        return NULL;
-    }
-    if (rw_conninfo_check(conninfo, what, err, errlen) < 0)
-        return NULL;
-    c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK) {
-        char msg[512];
-        size_t n;
-        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
-        n = strlen(msg);
-        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-            msg[--n] = '\0';
-        snprintf(err, errlen, "could not connect to %s: %s", what, msg);
-        PQfinish(c);
-        return NULL;
-    }
-    return c;
+    rw_pg_really_free(pg);
 }

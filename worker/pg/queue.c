@@ -19,12 +19,20 @@ int rw_queue_claim_jobs(rw_pg *pg, const char *worker, int n, rw_pg_done_cb cb, 
     char count[16];
     const char *params[2] = {worker, count};
 
+    /* The claim commits without waiting for its WAL flush (the last column,
+     * evaluated for each claimed row before the statement's implicit commit):
+     * a claim matters only through what follows it, and every durable commit
+     * after it (the job's own transaction, complete_jobs, fail_jobs) flushes
+     * the WAL past it. A claim lost in a database crash leaves the job queued,
+     * which at-least-once allows; it saves a WAL flush before each job starts. */
     snprintf(count, sizeof count, "%d", n);
     return rw_pg_query(pg,
                        "select id, task, payload::text, claims::text, subject, run_as,"
                        " attempts, coalesce(max_attempts, 0), lock_token::text,"
                        " coalesce(extract(epoch from claims_verified_at)::bigint, 0),"
-                       " coalesce(chained_by, 0) from rlsworker.claim_jobs($1, $2::int)",
+                       " coalesce(chained_by, 0),"
+                       " set_config('synchronous_commit', 'off', true)"
+                       " from rlsworker.claim_jobs($1, $2::int)",
                        2, params, cb, arg);
 }
 

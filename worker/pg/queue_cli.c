@@ -45,7 +45,7 @@ PGresult *rw_queue_cli_list_jobs(PGconn *c, const char *state, const char *task,
         " order by id limit $3::int) s", 3, params);
 }
 
-/* A finished run from rlsworker.job_history (never claims: only the subject). */
+/* A finished run from rlsworker.job_runs (never claims: only the subject). */
 #define RUN_JSON \
     "json_build_object('id', job_id, 'task', task, 'queue', queue, 'subject', subject," \
     " 'run_as', run_as, 'attempts', attempts, 'state', outcome, 'worker', worker_id," \
@@ -60,9 +60,8 @@ PGresult *rw_queue_cli_list_history(PGconn *c, const char *outcome, const char *
 
     return exec(c,
         "select coalesce(json_agg(" RUN_JSON " order by finished_at desc, id desc), '[]')::text"
-        " from (select * from rlsworker.job_history"
-        "  where ($1::text is null or outcome = $1) and ($2::text is null or task = $2)"
-        "  order by finished_at desc, id desc limit $3::int) h", 3, params);
+        " from rlsworker.job_runs_page($1::text, $2::text, null, null, null, null, $3::int) h",
+        3, params);
 }
 
 PGresult *rw_queue_cli_show_job(PGconn *c, const char *id)

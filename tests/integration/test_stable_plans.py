@@ -1,0 +1,42 @@
+"""The claim and the failure path find their rows by primary key whatever
+the statistics say (migration 013). A queue analyzed while empty is recorded
+with 0 rows; a burst then arrives. Before 013 the claim's join back to the
+table became a nested loop over the whole table for each picked row (2-7 s
+per claim of 100 at 100 000 queued). The test counts the rows a claim and a
+failure read in their transaction (pg_stat_get_xact_tuples_returned), not
+time: 100 000 and more before, a few hundred now."""
+import pytest
+
+pytestmark = pytest.mark.integration
+
+QUEUED = 20000
+
+
+def read_rows(conn):
+    return conn.execute(
+        "select pg_stat_get_xact_tuples_returned('rlsworker.jobs'::regclass)"
+        " + pg_stat_get_xact_tuples_fetched('rlsworker.jobs'::regclass)").fetchone()[0]
+
+
+def test_claim_and_fail_read_few_rows_after_the_queue_was_analyzed_empty(db):
+    db.sql("analyze rlsworker.jobs")
+    assert db.val("select reltuples from pg_class where oid = 'rlsworker.jobs'::regclass") == 0
+    db.sql("select count(*) from rlsworker.add_jobs((select jsonb_agg(jsonb_build_object("
+           "'task', 'noop')) from generate_series(1, %s)))", (QUEUED,))
+    db.sql("select rlsworker.register_worker('w-sp', 'h', 1, 0)")
+    with db.connect() as conn:
+        with conn.transaction():
+            ids = [r[0] for r in conn.execute(
+                "select id from rlsworker.claim_jobs('w-sp', 100)").fetchall()]
+            assert len(ids) == 100
+            claimed = read_rows(conn)
+            assert claimed < 2000, "the claim read %d rows of %d" % (claimed, QUEUED)
+            n = conn.execute(
+                "select rlsworker.fail_jobs('w-sp', %s, array_fill('boom'::text, array[100]),"
+                " array_fill(0::bigint, array[100]), array_fill(false, array[100]))",
+                (ids,)).fetchone()[0]
+            assert n == 100
+            failed = read_rows(conn) - claimed
+            assert failed < 2000, "fail_jobs read %d rows of %d" % (failed, QUEUED)
+    assert db.val("select count(*) from rlsworker.jobs where state = 'queued'") == QUEUED
+    assert db.val("select count(*) from rlsworker.job_runs where outcome = 'failed'") == 100
