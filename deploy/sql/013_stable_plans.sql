@@ -11,7 +11,8 @@
 -- is an index lookup at any estimate (0.3 ms for the same claim).
 --
 -- claim_jobs is redefined from 001 (its only definition), fail_jobs from 007
--- (its newest); only those joins change.
+-- (its newest); only those joins change, and the claimed rows come back in
+-- claim order (priority, run_at, id), which the join used to give by chance.
 
 -- The pick itself must walk jobs_claim_idx in order and stop after p_max:
 -- with the table recorded empty, the planner preferred a bitmap scan of every
@@ -29,17 +30,21 @@ declare
 begin
     if not exists (select 1 from rlsworker.jobs j
                    where j.state = 'queued' and j.queue is not null and j.run_at <= now()) then
+        -- in claim order: the worker starts them in the order they come
         return query
-        update rlsworker.jobs j set
-            state = 'running', locked_by = p_worker, locked_at = now(),
-            attempts = j.attempts + 1, lock_token = gen_random_uuid(), updated_at = now()
-        where j.id = any (array(
-            select p.id from rlsworker.jobs p
-            where p.state = 'queued' and p.run_at <= now()
-            order by p.priority, p.run_at, p.id
-            limit p_max
-            for update skip locked))
-        returning j.*;
+        with u as (
+            update rlsworker.jobs j set
+                state = 'running', locked_by = p_worker, locked_at = now(),
+                attempts = j.attempts + 1, lock_token = gen_random_uuid(), updated_at = now()
+            where j.id = any (array(
+                select p.id from rlsworker.jobs p
+                where p.state = 'queued' and p.run_at <= now()
+                order by p.priority, p.run_at, p.id
+                limit p_max
+                for update skip locked))
+            returning j.*
+        )
+        select * from u order by u.priority, u.run_at, u.id;
         return;
     end if;
     for r in
@@ -67,11 +72,14 @@ begin
         return;
     end if;
     return query
-    update rlsworker.jobs j set
-        state = 'running', locked_by = p_worker, locked_at = now(),
-        attempts = j.attempts + 1, lock_token = gen_random_uuid(), updated_at = now()
-    where j.id = any (ids)
-    returning j.*;
+    with u as (
+        update rlsworker.jobs j set
+            state = 'running', locked_by = p_worker, locked_at = now(),
+            attempts = j.attempts + 1, lock_token = gen_random_uuid(), updated_at = now()
+        where j.id = any (ids)
+        returning j.*
+    )
+    select * from u order by u.priority, u.run_at, u.id;
 end $$;
 
 create or replace function rlsworker.fail_jobs(p_worker text, p_ids bigint[], p_errors text[],
