@@ -24,7 +24,7 @@ for f in "$PERF_DIR"/*.perf.data; do
     echo
     echo "== $(basename "$f" .perf.data): CPU samples per process, whole machine"
     perf report -i "$f" --stdio --no-children --sort comm 2>/dev/null \
-        | grep -E '^ +[0-9.]+%' | head -8
+        | grep -E '^ +[0-9.]+%' | head -8 || true
     [ -n "$pids" ] || continue
     # perf report's --pid filter misses processes forked before the recording,
     # so the split by process and symbol is summed here from --sort pid,...
@@ -33,12 +33,12 @@ for f in "$PERF_DIR"/*.perf.data; do
         | awk -v pids="$pids" 'BEGIN{n=split(pids,a,","); for(i=1;i<=n;i++) keep[a[i]]=1}
             $1 ~ /%$/ { split($2,p,":"); if (p[1] in keep) { sub("%","",$1); t[p[2]]+=$1; all+=$1 } }
             END{ for (c in t) printf "    %6.2f%%  %s\n", t[c], c; printf "    %6.2f%%  (together, of all samples)\n", all }' \
-        | sort -rn
+        | sort -rn || true
     echo "== $(basename "$f" .perf.data): their hottest functions (process, library, symbol; % of all samples)"
     perf report -i "$f" --stdio --no-children --sort pid,dso,sym -g none 2>/dev/null \
         | awk -v pids="$pids" 'BEGIN{n=split(pids,a,","); for(i=1;i<=n;i++) keep[a[i]]=1}
             $1 ~ /%$/ { split($2,p,":"); if (p[1] in keep) { sub("%","",$1);
                 k=p[2] "  " $3; for (i=5;i<=NF;i++) k=k " " $i; t[k]+=$1 } }
             END{ for (k in t) printf "    %6.2f%%  %s\n", t[k], k }' \
-        | sort -rn | head -"${TOP:-25}"
+        | sort -rn | head -"${TOP:-25}" || true
 done
