@@ -288,7 +288,6 @@ static void lsn_connect(struct ev_loop *loop, ev_timer *t, int revents)
 static void lsn_lost(rw_pg *pg, const char *why, void *arg)
 {
     struct rw_sched *s = arg;
-    int max_ms = s->cfg->reconnect_max_s * 1000;
 
     ev_timer_stop(s->loop, &s->probe_timer);
     s->probe_channel[0] = '\0';
@@ -297,14 +296,9 @@ static void lsn_lost(rw_pg *pg, const char *why, void *arg)
     if (s->stopping || s->stopped)
         return;
     set_poll(s);
-    s->lsn_backoff_ms = s->lsn_backoff_ms ? s->lsn_backoff_ms * 2 : 100;
-    if (s->lsn_backoff_ms > max_ms)
-        s->lsn_backoff_ms = max_ms;
     rw_warn("lost the notification connection (%s): %s; polling every %d ms and "
             "reconnecting in %d ms", lsn_source(s), why, s->cfg->poll_interval_pooled_ms,
-            s->lsn_backoff_ms);
-    ev_timer_set(&s->lsn_retry, s->lsn_backoff_ms / 1000.0, 0.);
-    ev_timer_start(s->loop, &s->lsn_retry);
+            rw_sched_retry_later(s, &s->lsn_retry, &s->lsn_backoff_ms));
 }
 
 /* ---- cancels without notifications --------------------------------------- */

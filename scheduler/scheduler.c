@@ -326,10 +326,21 @@ static void ctl_ready(rw_pg *pg, void *arg)
     free(known);
 }
 
+int rw_sched_retry_later(struct rw_sched *s, ev_timer *retry, int *backoff_ms)
+{
+    int max_ms = s->cfg->reconnect_max_s * 1000;
+
+    *backoff_ms = *backoff_ms ? *backoff_ms * 2 : 100;
+    if (*backoff_ms > max_ms)
+        *backoff_ms = max_ms;
+    ev_timer_set(retry, *backoff_ms / 1000.0, 0.);
+    ev_timer_start(s->loop, retry);
+    return *backoff_ms;
+}
+
 static void ctl_lost(rw_pg *pg, const char *why, void *arg)
 {
     struct rw_sched *s = arg;
-    int max_ms = s->cfg->reconnect_max_s * 1000;
 
     s->ctl_ready = false;
     s->registered = false;
@@ -342,12 +353,8 @@ static void ctl_lost(rw_pg *pg, const char *why, void *arg)
         rw_sched_finish(s);
         return;
     }
-    s->ctl_backoff_ms = s->ctl_backoff_ms ? s->ctl_backoff_ms * 2 : 100;
-    if (s->ctl_backoff_ms > max_ms)
-        s->ctl_backoff_ms = max_ms;
-    rw_warn("lost the queue database: %s; reconnecting in %d ms", why, s->ctl_backoff_ms);
-    ev_timer_set(&s->ctl_retry, s->ctl_backoff_ms / 1000.0, 0.);
-    ev_timer_start(s->loop, &s->ctl_retry);
+    rw_warn("lost the queue database: %s; reconnecting in %d ms", why,
+            rw_sched_retry_later(s, &s->ctl_retry, &s->ctl_backoff_ms));
 }
 
 static void out_connect(struct ev_loop *loop, ev_timer *t, int revents)
@@ -373,19 +380,14 @@ static void out_ready(rw_pg *pg, void *arg)
 static void out_lost(rw_pg *pg, const char *why, void *arg)
 {
     struct rw_sched *s = arg;
-    int max_ms = s->cfg->reconnect_max_s * 1000;
 
     (void)pg;
     s->out_ready = false;
     if (s->stopped || s->stopping)
         return;
-    s->out_backoff_ms = s->out_backoff_ms ? s->out_backoff_ms * 2 : 100;
-    if (s->out_backoff_ms > max_ms)
-        s->out_backoff_ms = max_ms;
     rw_info("lost the outcomes connection: %s; the control connection records outcomes "
-            "until it is back (reconnecting in %d ms)", why, s->out_backoff_ms);
-    ev_timer_set(&s->out_retry, s->out_backoff_ms / 1000.0, 0.);
-    ev_timer_start(s->loop, &s->out_retry);
+            "until it is back (reconnecting in %d ms)", why,
+            rw_sched_retry_later(s, &s->out_retry, &s->out_backoff_ms));
 }
 
 int rw_sched_start(struct rw_sched *s, struct rw_executor *ex)

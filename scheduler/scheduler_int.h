@@ -96,6 +96,9 @@ static inline int rw_sched_dispatched(const struct rw_sched *s)
 
 void rw_sched_check_done(struct rw_sched *s);
 void rw_sched_finish(struct rw_sched *s);
+/* A lost connection's next try: doubles *backoff_ms (from 100, at most
+ * reconnect_max_s), starts the retry timer and returns the delay in ms. */
+int rw_sched_retry_later(struct rw_sched *s, ev_timer *retry, int *backoff_ms);
 void rw_sched_maybe_claim(struct rw_sched *s);
 /* outcomes.c: batching of outcomes */
 void rw_sched_flush_outcomes(struct rw_sched *s, bool force);
