@@ -231,13 +231,10 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 run_once() { # concurrency
     local pid rss max=0 pf=()
     [ "$PREFETCH" = default ] || pf=(--prefetch "$PREFETCH")
-    if [ -n "${2:-}" ]; then   # profile: the whole machine while the worker runs
-        perf record -q -a -g -o "$2" -- "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
-            --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning 2>/dev/null &
-    else
-        "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
-            --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning &
-    fi
+    local under=()   # profile: the whole machine while the worker runs
+    [ -z "${2:-}" ] || under=(perf record -q -a -g -o "$2" --)
+    "${under[@]}" "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
+        --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning &
     pid=$!
     local pm; pm=$(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)
     while kill -0 "$pid" 2>/dev/null; do
@@ -289,6 +286,7 @@ throughput_run() { # task concurrency run -> prints "jps raw"
 # The variants measured side by side, interleaved run by run: every binary of
 # RLSWORKER_BINS ("label=path ...", default the one binary) with every HISTORIES.
 variants() { local b h; for b in ${RLSWORKER_BINS:-=$BIN}; do for h in $HISTORIES; do echo "$b@$h"; done; done; }
+vfile() { echo "$work/$1.$(echo "$2" | md5sum | cut -c1-8)"; }   # kind variant: its results file
 use_variant() { # label=path@history
     BIN_LABEL=${1%%=*}; local rest=${1#*=}; BIN=${rest%@*}; HISTORY=${rest##*@}
     VTAG=${BIN_LABEL:+bin=$BIN_LABEL }history=$HISTORY
@@ -298,14 +296,14 @@ throughput() {
     for task in $TASKS; do
         enqueue_sql "$task" 1 >/dev/null || exit 2
         for PREFETCH in $PREFETCHES; do for c in $CONCURRENCIES; do
-            for v in $(variants); do : > "$work/tp.$(echo "$v" | md5sum | cut -c1-8)"; done
+            for v in $(variants); do : > "$(vfile tp "$v")"; done
             for r in $(seq "$RUNS"); do for v in $(variants); do
                 use_variant "$v"
-                throughput_run "$task" "$c" "$r" >> "$work/tp.$(echo "$v" | md5sum | cut -c1-8)"
+                throughput_run "$task" "$c" "$r" >> "$(vfile tp "$v")"
             done; done
             for v in $(variants); do
                 use_variant "$v"
-                out=$work/tp.$(echo "$v" | md5sum | cut -c1-8)
+                out=$(vfile tp "$v")
                 echo "rlsworker task=$task concurrency=$c prefetch=$PREFETCH claim_batch=$CLAIM_BATCH $VTAG sync_commit=$sync_now jobs=$JOBS runs=$RUNS" \
                     "jobs_per_s=$(cut -d' ' -f1 "$out" | mmm) raw_jobs_per_s=$(cut -d' ' -f2 "$out" | mmm)" \
                     "rss_max_kib=$(cut -d' ' -f3 "$out" | sort -g | tail -1)"
@@ -329,17 +327,17 @@ latency_run() { # concurrency -> "p50_ms=.. p95_ms=.. ..." of one run
 latency() {
     local c r out k v
     for c in $LAT_CONCURRENCY; do
-        for v in $(variants); do : > "$work/lat.$(echo "$v" | md5sum | cut -c1-8)"; done
+        for v in $(variants); do : > "$(vfile lat "$v")"; done
         for r in $(seq "$RUNS"); do for v in $(variants); do
             use_variant "$v"
-            out=$work/lat.$(echo "$v" | md5sum | cut -c1-8)
+            out=$(vfile lat "$v")
             fresh_db
             latency_run "$c" | tee -a "$out" | sed "s/^/  run $r ($VTAG): /" >&2
             [ "${PIPESTATUS[0]}" = 0 ] || return 1
         done; done
         for v in $(variants); do
             use_variant "$v"
-            out=$work/lat.$(echo "$v" | md5sum | cut -c1-8)
+            out=$(vfile lat "$v")
             line=
             for k in p50 p95 p99 avg min max; do
                 line="$line $k""_ms=$(grep -o "$k""_ms=[0-9.]*" "$out" | cut -d= -f2 |
