@@ -55,19 +55,24 @@ create index job_history_batches_finished_idx on rlsworker.job_history_batches (
 -- default target of 2 kB would pglz-compress every batch row as it is written).
 alter table rlsworker.job_history_batches set (toast_tuple_target = 8160);
 
-create view rlsworker.job_runs as
+-- The runs of each table as the same columns; job_runs shows both.
+create view rlsworker.job_runs_single as
     select h.id, h.job_id, h.task, h.queue, h.subject, h.run_as, h.attempts,
            h.outcome::text as outcome, h.worker_id, h.error::text as error, h.created_at,
            h.started_at, h.finished_at, h.finished_at - h.started_at as duration
-    from rlsworker.job_history h
-    union all
+    from rlsworker.job_history h;
+create view rlsworker.job_runs_batched as
     select r.id, r.job_id, r.task, r.queue, r.subject, r.run_as, r.attempts,
-           'succeeded'::text, b.worker_id, null::text, r.created_at, r.started_at,
-           b.finished_at, b.finished_at - r.started_at
+           'succeeded'::text as outcome, b.worker_id, null::text as error, r.created_at,
+           r.started_at, b.finished_at, b.finished_at - r.started_at as duration
     from rlsworker.job_history_batches b,
          unnest(b.ids, b.job_ids, b.tasks, b.queues, b.subjects, b.run_ases, b.attempts,
                 b.created_ats, b.started_ats)
            as r(id, job_id, task, queue, subject, run_as, attempts, created_at, started_at);
+create view rlsworker.job_runs as
+    select * from rlsworker.job_runs_single
+    union all
+    select * from rlsworker.job_runs_batched;
 comment on view rlsworker.job_runs is
     'every finished run (succeeded, failed, dead, cancelled), one row each, newest kept for history_retention';
 
@@ -82,10 +87,7 @@ create function rlsworker.job_runs_page(p_outcome text, p_task text, p_queue tex
 returns setof rlsworker.job_runs
 language sql stable set search_path = pg_catalog, pg_temp as $$
     select * from (
-        (select h.id, h.job_id, h.task, h.queue, h.subject, h.run_as, h.attempts,
-                h.outcome::text, h.worker_id, h.error::text, h.created_at, h.started_at,
-                h.finished_at, h.finished_at - h.started_at
-         from rlsworker.job_history h
+        (select * from rlsworker.job_runs_single h
          where (p_outcome is null or h.outcome = p_outcome)
            and (p_task is null or h.task = p_task)
            and (p_queue is null or h.queue = p_queue)
@@ -94,20 +96,14 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
          order by h.finished_at desc, h.id desc
          limit p_limit)
         union all
-        (select r.id, r.job_id, r.task, r.queue, r.subject, r.run_as, r.attempts,
-                'succeeded'::text, b.worker_id, null::text, r.created_at, r.started_at,
-                b.finished_at, b.finished_at - r.started_at
-         from rlsworker.job_history_batches b
-         cross join lateral unnest(b.ids, b.job_ids, b.tasks, b.queues, b.subjects, b.run_ases,
-                                   b.attempts, b.created_ats, b.started_ats)
-             as r(id, job_id, task, queue, subject, run_as, attempts, created_at, started_at)
+        (select * from rlsworker.job_runs_batched r
          where (p_outcome is null or p_outcome = 'succeeded')
            and (p_task is null or r.task = p_task)
            and (p_queue is null or r.queue = p_queue)
            and (p_subject is null or r.subject = p_subject)
-           and (p_before_ts is null or b.finished_at <= p_before_ts)
-           and (p_before_ts is null or (b.finished_at, r.id) < (p_before_ts, p_before_id))
-         order by b.finished_at desc, r.id desc
+           and (p_before_ts is null or r.finished_at <= p_before_ts)
+           and (p_before_ts is null or (r.finished_at, r.id) < (p_before_ts, p_before_id))
+         order by r.finished_at desc, r.id desc
          limit p_limit)
     ) u
     order by u.finished_at desc, u.id desc
@@ -184,5 +180,6 @@ begin
 end $$;
 
 revoke all on rlsworker.job_history_batches from public;
-revoke all on rlsworker.job_runs from public;
+revoke all on rlsworker.job_runs, rlsworker.job_runs_single, rlsworker.job_runs_batched
+    from public;
 revoke execute on all functions in schema rlsworker from public;
