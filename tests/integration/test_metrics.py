@@ -102,8 +102,15 @@ def test_queue_lag_of_a_waiting_named_queue(rlsworker, db, tasks_dir):
         time.sleep(0.1)
     db.sql("select rlsworker.add_job('sleepy', queue => 'parked',"
            " run_at => now() - interval '42 seconds')")
-    fams, _ = scrape(port)
-    lag = {s.labels["queue"]: s.value for s in fams["rlsworker_queue_lag_seconds"].samples}
+    # a scrape answers with the figures as last read until the intake's own
+    # database connection is up, which may come after the first scrape
+    deadline = time.time() + 10
+    while True:
+        fams, _ = scrape(port)
+        lag = {s.labels["queue"]: s.value for s in fams["rlsworker_queue_lag_seconds"].samples}
+        if "parked" in lag or time.time() > deadline:
+            break
+        time.sleep(0.2)
     assert 42 <= lag["parked"] < 60
     by_state = {(s.labels["queue"], s.labels["state"]): s.value
                 for s in fams["rlsworker_queue_state_jobs"].samples}
