@@ -207,6 +207,18 @@ class PgCluster:
                 verb, psycopg.sql.Identifier(name).as_string(conn), attributes, TEST_PASSWORD))
 
 
+def wait_until(pred, timeout=15, what="condition", step=0.05):
+    """Calls pred until it returns something true, and returns that; fails
+    the test after timeout seconds, naming what it waited for."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
 def start_cluster():
     """Creates, starts and prepares a cluster; removed at exit in any case."""
     pg = PgCluster()

@@ -5,12 +5,15 @@
  *
  *   begin;
  *   savepoint j0; <settings of job 0>; <its statements>;
- *     set constraints all immediate; complete_job(id0, token0); release savepoint j0;
+ *     set constraints all immediate; release savepoint j0;
  *   savepoint j1; reset all; close all; discard temp; <settings of job 1>; ...
+ *   complete_jobs({id0, id1, ...}, {token0, token1, ...});
  *   commit; discard all
  *
  * So each job's effects and its completion still commit together or not at
- * all. A job whose statement fails ends alone: the pipeline stops at the
+ * all; the completion of every job whose effects are in the transaction is
+ * one statement, which records them as one history row (deploy/sql/014).
+ * A job whose statement fails ends alone: the pipeline stops at the
  * error, and the rest is sent again behind `rollback to savepoint jK`; its
  * batch-mates before it stay in the transaction, those after it run in the
  * new send. A group is open to new jobs of its role until it gets a
@@ -30,6 +33,8 @@
 
 #define SQLSTATE_NOT_HELD "RW001"
 #define SQLSTATE_QUERY_CANCELED "57014"
+#define OWNER_GROUP (-1)          /* begin, rollback to savepoint, commit, reset */
+#define OWNER_COMPLETION (-2)     /* the group's complete_jobs */
 
 enum member_state { M_PENDING, M_SENT, M_RELEASED, M_ENDED };
 
@@ -269,8 +274,9 @@ struct op_build {
     char (*ids)[40];
     char (*tmos)[32];
     char (*sps)[48];
-    char (*rel)[40];
-    const char *(*params)[6];
+    const char *(*params)[4];
+    char *done_ids, *done_tokens;     /* the completion's two array literals */
+    const char *done_params[2];
 };
 
 static void add(struct op_build *b, int owner, const char *sql, int np, const char *const *p)
@@ -288,14 +294,54 @@ static void op_build_free(struct op_build *b)
     free(b->ids);
     free(b->tmos);
     free(b->sps);
-    free(b->rel);
     free(b->params);
+    free(b->done_ids);
+    free(b->done_tokens);
 }
 
 static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg);
 
+/* The completion of every member whose effects are in the transaction
+ * (released before this op, or sent in it): one statement, as array
+ * literals of their ids and lock tokens. 0 when there is none, -1 when
+ * out of memory. */
+static int add_completion(struct op_build *b, const struct rw_group *g)
+{
+    size_t li = 2, lt = 2;
+    int n = 0;
+
+    for (int i = 0; i < g->n; i++)
+        if (g->m[i].st == M_SENT || g->m[i].st == M_RELEASED) {
+            n++;
+            li += 21;
+            lt += strlen(g->m[i].job->lock_token) + 1;
+        }
+    if (n == 0)
+        return 0;
+    b->done_ids = malloc(li + 1);
+    b->done_tokens = malloc(lt + 1);
+    if (!b->done_ids || !b->done_tokens)
+        return -1;
+    char *pi = b->done_ids, *pt = b->done_tokens;
+    *pi++ = '{';
+    *pt++ = '{';
+    for (int i = 0; i < g->n; i++)
+        if (g->m[i].st == M_SENT || g->m[i].st == M_RELEASED) {
+            const struct rw_job *job = g->m[i].job;
+            pi += sprintf(pi, "%s%lld", pi[-1] == '{' ? "" : ",", job->id);
+            pt += sprintf(pt, "%s%s", pt[-1] == '{' ? "" : ",", job->lock_token);
+        }
+    strcpy(pi, "}");
+    strcpy(pt, "}");
+    b->done_params[0] = b->done_ids;
+    b->done_params[1] = b->done_tokens;
+    add(b, OWNER_COMPLETION, "select rlsworker_api.complete_jobs($1::bigint[], $2::uuid[])", 2,
+        b->done_params);
+    return 1;
+}
+
 /* Sends `first` (begin, or rollback to savepoint) and every pending member,
- * then commit and the session reset. */
+ * then their completion, commit and the session reset. */
 static void send_op(struct rw_group *g, const char *first)
 {
     rw_pg *pg = rw_pconn_pg(g->pc);
@@ -316,15 +362,14 @@ static void send_op(struct rw_group *g, const char *first)
     b.ids = calloc((size_t)g->n, sizeof *b.ids);
     b.tmos = calloc((size_t)g->n, sizeof *b.tmos);
     b.sps = calloc((size_t)g->n, sizeof *b.sps);
-    b.rel = calloc((size_t)g->n, sizeof *b.rel);
     b.params = calloc((size_t)g->n, sizeof *b.params);
-    if (!b.st || !b.owner || !b.binds || !b.ids || !b.tmos || !b.sps || !b.rel || !b.params) {
+    if (!b.st || !b.owner || !b.binds || !b.ids || !b.tmos || !b.sps || !b.params) {
         free(b.owner);
         op_build_free(&b);
         rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
         return;
     }
-    add(&b, -1, first, 0, NULL);
+    add(&b, OWNER_GROUP, first, 0, NULL);
     for (int i = 0; i < g->n; i++) {
         struct member *m = &g->m[i];
         struct rw_job *job = m->job;
@@ -371,12 +416,6 @@ static void send_op(struct rw_group *g, const char *first)
             add(&b, i, job->t->stmts[k].sql, job->t->stmts[k].nparams,
                 b.binds[bind0 + k].values);
         add(&b, i, "set constraints all immediate", 0, NULL);
-        b.params[i][4] = NULL;
-        snprintf(b.rel[i], sizeof b.rel[i], "%lld", job->id);
-        b.params[i][4] = b.rel[i];
-        b.params[i][5] = job->lock_token;
-        add(&b, i, "select rlsworker_api.complete_job($1::bigint, $2::uuid)", 2,
-            &b.params[i][4]);
         m->st = M_SENT;
         njobs++;
         snprintf(b.sps[i], sizeof b.sps[i], "release savepoint j%d", i);
@@ -392,8 +431,14 @@ static void send_op(struct rw_group *g, const char *first)
         group_free(g);
         return;
     }
-    add(&b, -1, "commit", 0, NULL);
-    add(&b, -1, "discard all", 0, NULL);
+    if (add_completion(&b, g) < 0) {
+        op_build_free(&b);
+        free(b.owner);
+        rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
+        return;
+    }
+    add(&b, OWNER_GROUP, "commit", 0, NULL);
+    add(&b, OWNER_GROUP, "discard all", 0, NULL);
     free(g->owner);
     g->owner = b.owner;
     g->nstmts = b.n;
@@ -532,7 +577,20 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             break;
         }
     }
-    int k = f >= 0 ? g->owner[f] : -1;
+    int k = f >= 0 ? g->owner[f] : OWNER_GROUP;
+    if (k == OWNER_COMPLETION && r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
+        /* lock recovery took a job from this worker: the transaction rolled
+         * back, nothing of the group committed, and its jobs go back */
+        rw_warn("a group of %d jobs of role %s rolled back: %s; they go back to the queue",
+                live_members(g), rw_pool_name(g->pool), r->error ? r->error : "");
+        for (int i = 0; i < g->n; i++)
+            if (g->m[i].st != M_ENDED)
+                rw_exec_released(take(g, i));
+        g->pc = NULL;
+        rw_exec_reset_after_failure(pg, pc);
+        group_free(g);
+        return;
+    }
     if (k < 0) {
         /* begin, rollback to savepoint or commit failed: the whole transaction */
         char pgerr[RW_ERRTEXT_MAX + 64];

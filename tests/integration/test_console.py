@@ -17,12 +17,11 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from helpers import REPO, free_port, write_task
+from helpers import REPO, free_port, wait_until, write_task
 
 pytestmark = pytest.mark.integration
 
@@ -53,16 +52,6 @@ def request(port, method, path, body=None, headers=None):
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
     finally:
         conn.close()
-
-
-def wait_until(fn, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 @pytest.fixture

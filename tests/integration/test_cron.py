@@ -4,7 +4,6 @@ check`, and worker processes running a crontab.
 Tests marked `needs_run_wiring` start `rlsworker run --crontab FILE`; they
 need the cron runner wired into `run` (scheduler/cron/cron_runner.h)."""
 import json
-import os
 import re
 import signal
 import threading
@@ -13,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
+
+from helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -195,15 +196,6 @@ def assert_each_tick_once(ticks, step):
 def start_workers(rlsworker, db, crontab, tasks_dir, n):
     return [rlsworker.spawn("run", "--crontab", crontab, "--tasks", tasks_dir,
                             env=db.env()) for _ in range(n)]
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
 
 
 @needs_run_wiring

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import free_port, write_task
+from helpers import free_port, wait_until, write_task
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +35,6 @@ def write(dir, name, text):
     with open(path, "w") as f:
         f.write(text)
     return path
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def demo_tasks(tasks_dir):

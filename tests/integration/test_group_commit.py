@@ -5,7 +5,7 @@ top-level transaction id each job records (txid_current() inside a savepoint
 is the transaction's), so none passes merely because nothing was grouped."""
 import json
 
-from helpers import write_task
+from helpers import wait_until, write_task
 
 SCHEMA = """
 create table gc_log (
@@ -57,6 +57,14 @@ def add(db, task, n, sub, priority=0):
     db.sql("select rlsworker.add_job(%s, %s::jsonb, claims => %s::jsonb, priority => %s)",
            (task, json.dumps({"n": n}), json.dumps({"sub": sub, "role": "authenticated"}),
             priority))
+
+
+def wait_for_sleep(db):
+    """Until a job of the restricted role is in pg_sleep (only a superuser
+    sees another role's statements)."""
+    wait_until(lambda: db.sql("select 1 from pg_stat_activity where query like '%%pg_sleep%%'"
+                              " and state = 'active' and usename = 'authenticated_backend'",
+                              role="postgres"), 20, what="a job in pg_sleep")
 
 
 def test_failing_job_rolls_back_alone_and_batch_mates_commit_once(rlsworker, db, tmp_path):
@@ -215,11 +223,7 @@ insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_curren
         ids[n] = db.val("select max(id) from rlsworker.jobs")
     w = rlsworker.spawn("run", "--tasks", str(tasks), "--concurrency", "1",
                         "--backoff-base", "1", env=db.env())
-    deadline = time.time() + 20
-    while time.time() < deadline and not db.sql(
-            "select 1 from pg_stat_activity where query like '%pg_sleep%' and state = 'active'"
-            " and usename = 'authenticated_backend'"):
-        time.sleep(0.1)
+    wait_for_sleep(db)
     r = rlsworker.cli("jobs", "cancel", str(ids[1]), env=db.env())
     assert r.returncode == 0, r.stderr
     deadline = time.time() + 20
@@ -233,3 +237,81 @@ insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_curren
     state, err = db.one("select state, last_error from rlsworker.jobs where id = %s", (ids[1],))
     assert state == "cancelled" and err.startswith("cancelled"), (state, err)
     assert db.val("select count(*) from rlsworker.jobs") == 1
+
+
+def test_a_group_completes_in_one_statement_and_one_history_row(rlsworker, db, tmp_path):
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_hist.sql", """-- task: gc.hist
+-- run_as: user
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+""")
+    for n in range(6):
+        add(db, "gc.hist", n, "user%d" % (n % 2))
+    ids = sorted(r[0] for r in db.sql("select id from rlsworker.jobs"))
+    run_once(rlsworker, db, tasks)
+    assert db.val("select count(distinct xid) from gc_log") == 1    # one group
+    assert db.val("select count(*) from rlsworker.jobs") == 0
+    # the six successes are one batch row, not six job_history rows
+    assert db.val("select count(*) from rlsworker.job_history") == 0
+    assert db.val("select count(*) from rlsworker.job_history_batches") == 1
+    runs = db.sql("select job_id, outcome, task, subject, run_as, attempts, worker_id is not null"
+                  " from rlsworker.job_runs order by job_id")
+    assert [r[0] for r in runs] == ids
+    assert all(r[1:3] == ("succeeded", "gc.hist") and r[5:] == (1, True) for r in runs), runs
+    assert [r[3] for r in runs] == ["user%d" % (n % 2) for n in range(6)]
+
+
+def test_a_failed_batch_mate_is_recorded_alone_and_the_rest_in_one_row(rlsworker, db, tmp_path):
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_log.sql", """-- task: gc.log
+-- run_as: user
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+select 1 / (case when :n::int = 2 and :attempt::int = 1 then 0 else 1 end);
+""")
+    for n in range(5):
+        add(db, "gc.log", n, "u")
+    run_once(rlsworker, db, tasks)
+    assert db.sql("select outcome, attempts from rlsworker.job_history") == [("failed", 1)]
+    # the four that committed in the first group, and the retry in its own
+    sizes = sorted(r[0] for r in db.sql("select cardinality(ids) from"
+                                        " rlsworker.job_history_batches"))
+    assert sizes == [1, 4], sizes
+    assert db.val("select count(*) from rlsworker.job_runs where outcome = 'succeeded'") == 5
+
+
+def test_a_batch_mate_taken_by_lock_recovery_rolls_the_group_back(rlsworker, db, tmp_path):
+    """Lock recovery hands a running batch-mate back to the queue while its
+    group is still open: the group's completion finds it no longer held, the
+    whole transaction rolls back, and every job's effect commits exactly once
+    (the retaken job's in a later run)."""
+    import threading
+    tasks = make_schema(db, tmp_path)
+    db.sql("create table gc_gate (x int); insert into gc_gate values (1);"
+           " grant select on gc_gate to authenticated_backend")
+    write_task(tasks, "gc_gated.sql", """-- task: gc.gated
+-- run_as: user
+insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_current());
+select pg_sleep(case when :n::int = 0 and exists (select 1 from gc_gate) then 2 else 0 end);
+""")
+    for n in range(4):
+        add(db, "gc.gated", n, "user%d" % n, priority=3 - n)   # job 0 last in the group
+    taken = {}
+
+    def recover_one():
+        wait_for_sleep(db)
+        # what lock recovery does to a dead worker's job
+        taken["id"] = db.val("update rlsworker.jobs set state = 'queued', locked_by = null,"
+                             " locked_at = null, lock_token = null"
+                             " where payload->>'n' = '1' and state = 'running' returning id")
+        db.sql("delete from gc_gate")
+
+    t = threading.Thread(target=recover_one)
+    t.start()
+    r = run_once(rlsworker, db, tasks)
+    t.join()
+    assert taken["id"], "the job was not running in a group when recovery came"
+    assert "no longer held by this worker" in r.stderr and "go back to the queue" in r.stderr
+    rows = db.sql("select n, count(*) from gc_log group by n order by n")
+    assert rows == [(n, 1) for n in range(4)], rows                 # each exactly once
+    assert db.val("select count(*) from rlsworker.jobs") == 0
+    assert db.val("select count(*) from rlsworker.job_runs where outcome = 'succeeded'") == 4

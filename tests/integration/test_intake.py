@@ -25,7 +25,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from helpers import REPO, free_port, write_task
+from helpers import REPO, free_port, wait_until, write_task
 
 pytestmark = pytest.mark.integration
 
@@ -80,16 +80,6 @@ def post_hook(port, body, msg_id="msg_1", ts=None, sig=None, source="billing"):
                "webhook-timestamp": ts,
                "webhook-signature": sig if sig is not None else sign(msg_id, ts, body)}
     return request(port, "POST", "/v1/webhooks/" + source, body, headers)
-
-
-def wait_until(fn, timeout=15, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def metric(port, name):

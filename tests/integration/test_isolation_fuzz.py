@@ -13,7 +13,6 @@ import json
 import os
 import random
 import re
-import shutil
 import threading
 import time
 from collections import Counter

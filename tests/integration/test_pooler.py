@@ -9,13 +9,12 @@ import json
 import os
 import statistics
 import subprocess
-import threading
 import time
 import urllib.request
 
 import pytest
 
-from helpers import free_port, write_task
+from helpers import free_port, wait_until, write_task
 from pgbouncer import PgBouncer, PooledDatabase
 
 pytestmark = pytest.mark.integration
@@ -46,15 +45,6 @@ def pooled(db, bouncer):
 @pytest.fixture
 def pooled_direct(db, bouncer):
     return PooledDatabase(db, bouncer, direct=True)
-
-
-def wait_until(pred, timeout=15, step=0.02, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(step)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def system_task(tasks_dir, name, body):

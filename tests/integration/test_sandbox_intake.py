@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from helpers import free_port, write_task
+from helpers import free_port, wait_until, write_task
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
@@ -36,15 +36,6 @@ def get(port, path, timeout=3):
         return "error: %s" % e
     finally:
         conn.close()
-
-
-def wait_until(fn, timeout=15, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fn():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def start_worker(rlsworker, db, tasks_dir, *extra):

@@ -187,6 +187,33 @@ def test_restricted_role_cannot_touch_the_queue(db):
     assert db.val("select count(*) from rlsworker.jobs") == 1
 
 
+def test_a_group_completion_needs_each_jobs_own_lock_token(db):
+    """rlsworker_api.complete_jobs (a group's completion, migration 014) is
+    callable by the restricted role, so it must take nothing on trust: each
+    id needs its own job's token, and one wrong pair completes nothing."""
+    for _ in range(3):
+        db.sql("select rlsworker.add_job('noop', claims => '{\"sub\":\"alice\"}')")
+    held = db.sql("select id, lock_token::text from rlsworker.claim_jobs('w1', 2) order by id")
+    (a, ta), (b, tb) = held
+    queued = db.val("select id from rlsworker.jobs where state = 'queued'")
+    forged = str(uuid.uuid4())
+    with restricted(db) as c:
+        for ids, tokens in (([a, b], [tb, ta]),             # swapped: both tokens are real
+                            ([a, b], [ta, forged]),         # one right, one forged
+                            ([a, queued], [ta, ta]),        # a queued job with a held token
+                            ([a, a], [ta, ta])):            # the same job twice
+            with pytest.raises(psycopg.Error, match="no longer held by this worker"):
+                c.execute("select rlsworker_api.complete_jobs(%s::bigint[], %s::uuid[])",
+                          (ids, tokens))
+        with pytest.raises(psycopg.Error, match="one lock token per job id"):
+            c.execute("select rlsworker_api.complete_jobs(%s::bigint[], %s::uuid[])", ([a, b], [ta]))
+        # nothing above completed anything; the right pairs complete both
+        assert db.val("select count(*) from rlsworker.jobs where state = 'running'") == 2
+        c.execute("select rlsworker_api.complete_jobs(%s::bigint[], %s::uuid[])", ([a, b], [ta, tb]))
+    assert db.sql("select id, state from rlsworker.jobs") == [(queued, "queued")]
+    assert db.val("select count(*) from rlsworker.job_runs where outcome = 'succeeded'") == 2
+
+
 def test_chained_job_carries_the_parents_claims(rlsworker, db, tasks_dir):
     write_task(tasks_dir, "parent", """
         -- task: parent

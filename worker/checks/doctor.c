@@ -17,12 +17,13 @@
 
 /* The queue's API for running jobs, which every restricted role must be
  * able to execute (the worker completes and chains jobs through it; both
- * check a lock token only the worker knows): rlsworker_api.complete_job and
- * chain_job as `rlsworker migrate` installs them, owned by the schema's
- * owner. Any other function there is reported like any other. */
+ * check a lock token only the worker knows): rlsworker_api.complete_job,
+ * complete_jobs (a group's completion) and chain_job as `rlsworker migrate`
+ * installs them, owned by the schema's owner. Any other function there is
+ * reported like any other. */
 #define INTENDED_API(n, p)                                                     \
     " (" n ".nspname = 'rlsworker_api' and " p ".proowner = " n ".nspowner"     \
-    " and " p ".proname in ('complete_job', 'chain_job'))"
+    " and " p ".proname in ('complete_job', 'complete_jobs', 'chain_job'))"
 
 /* One kind of finding: a query listing objects (column 0: name, column 1:
  * an extra word for the message) and how to report each. */
