@@ -216,9 +216,9 @@ static void probe_arrived(struct rw_sched *s)
     ev_timer_stop(s->loop, &s->probe_timer);
     snprintf(unlisten, sizeof unlisten, "unlisten %s", s->probe_channel);
     s->probe_channel[0] = '\0';
-    st[0] = (struct rw_pg_stmt){unlisten, 0, NULL};
-    st[1] = (struct rw_pg_stmt){"listen " JOBS_CHANNEL, 0, NULL};
-    st[2] = (struct rw_pg_stmt){"listen " CANCEL_CHANNEL, 0, NULL};
+    st[0] = RW_PG_STMT(unlisten, 0, NULL);
+    st[1] = RW_PG_STMT("listen " JOBS_CHANNEL, 0, NULL);
+    st[2] = RW_PG_STMT("listen " CANCEL_CHANNEL, 0, NULL);
     if (rw_pg_submit(s->lsn, st, 3, listening, s) < 0)
         rw_pg_abort(s->lsn, "could not send LISTEN");
 }

@@ -104,7 +104,7 @@ static void after_reset(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 static void reset_after_failure(rw_pg *pg, struct rw_pconn *pc)
 {
     static const struct rw_pg_stmt rollback_reset[] = {
-        {"rollback", 0, NULL}, {SESSION_RESET, 0, NULL}};
+        {"rollback", 0, NULL, NULL, false}, {SESSION_RESET, 0, NULL, NULL, false}};
     PGconn *c = rw_pg_conn(pg);
     bool in_xact = c && PQtransactionStatus(c) != PQTRANS_IDLE;
 
@@ -194,20 +194,24 @@ static int bind_all(struct rw_job *job, struct sql_run *run, char *err, size_t e
     return 0;
 }
 
-/* A user job's settings, first in its transaction, all transaction-local. */
-static const char set_claims_sql[] =
-    "select set_config('request.jwt.claims', $1, true),"
-    " set_config('statement_timeout', $2, true),"
-    " set_config('rlsworker.chain_token', $3, true)";
+/* A user job's settings, first in its transaction, all transaction-local.
+ * plan_cache_mode: a statement prepared once for a group (group.c) is
+ * planned again for each job, with the job's claims in place, as an unnamed
+ * statement is: a generic plan would keep whatever a function wrongly marked
+ * IMMUTABLE returned for the claims of the job that planned it. */
+#define SET_CLAIMS_SQL                                                        \
+    "select set_config('request.jwt.claims', $1, true),"                   \
+    " set_config('statement_timeout', $2, true),"                          \
+    " set_config('rlsworker.chain_token', $3, true),"                      \
+    " set_config('plan_cache_mode', 'force_custom_plan', true)"
+static const char set_claims_sql[] = SET_CLAIMS_SQL;
 /* The same, plus request.jwt.claim.<name> for `sub` ($4 = 'sub') or every
  * top-level string claim ($4 = 'all') (claim_settings, docs/security.md).
  * A name is used only when it is a plain identifier PostgreSQL accepts in
  * a setting name, and no other claim differs from it only in case (setting
  * names are case-insensitive: "SUB" must not overwrite "sub"). */
 static const char set_claims_and_gucs_sql[] =
-    "select set_config('request.jwt.claims', $1, true),"
-    " set_config('statement_timeout', $2, true),"
-    " set_config('rlsworker.chain_token', $3, true),"
+    SET_CLAIMS_SQL ","
     " (select count(set_config('request.jwt.claim.' || c.key, c.value #>> '{}', true))"
     "    from jsonb_each(case jsonb_typeof($1::jsonb) when 'object' then $1::jsonb"
     "                    else '{}' end) c"
@@ -224,8 +228,8 @@ struct rw_pg_stmt rw_exec_settings_stmt(struct rw_job *job, const char **params,
     params[2] = job->t->chain ? job->lock_token : "";
     params[3] = job->ex->cfg->claim_settings;
     return strcmp(params[3], "off") == 0
-        ? (struct rw_pg_stmt){set_claims_sql, 3, params}
-        : (struct rw_pg_stmt){set_claims_and_gucs_sql, 4, params};
+        ? RW_PG_STMT(set_claims_sql, 3, params)
+        : RW_PG_STMT(set_claims_and_gucs_sql, 4, params);
 }
 
 /* The pool's waiter callback: the job has its connection. */
@@ -274,30 +278,30 @@ void rw_exec_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
     }
     snprintf(id, sizeof id, "%lld", job->id);
     snprintf(tmo, sizeof tmo, "%d", rw_exec_timeout_s(job) * 1000);
-    st[0] = (struct rw_pg_stmt){"begin", 0, NULL};
+    st[0] = RW_PG_STMT("begin", 0, NULL);
     if (user) {
         set_params[0] = job->claims;
         set_params[1] = tmo;
         set_params[2] = t->chain ? job->lock_token : "";
         set_params[3] = job->ex->cfg->claim_settings;
         st[1] = strcmp(set_params[3], "off") == 0
-            ? (struct rw_pg_stmt){set_claims_sql, 3, set_params}
-            : (struct rw_pg_stmt){set_claims_and_gucs_sql, 4, set_params};
+            ? RW_PG_STMT(set_claims_sql, 3, set_params)
+            : RW_PG_STMT(set_claims_and_gucs_sql, 4, set_params);
     } else {
         set_params[0] = tmo;
-        st[1] = (struct rw_pg_stmt){
+        st[1] = RW_PG_STMT(
             "select set_config('statement_timeout', $1, true),"
-            " set_config('request.jwt.claims', '', true)", 1, set_params};
+            " set_config('request.jwt.claims', '', true)", 1, set_params);
     }
     for (int i = 0; i < t->nstmts; i++)
-        st[FIXED_BEFORE + i] = (struct rw_pg_stmt){t->stmts[i].sql, t->stmts[i].nparams,
-                                                   run->binds[i].values};
+        st[FIXED_BEFORE + i] = RW_PG_STMT(t->stmts[i].sql, t->stmts[i].nparams,
+                                                   run->binds[i].values);
     done_params[0] = id;
     done_params[1] = job->lock_token;
-    st[n - 3] = (struct rw_pg_stmt){
-        "select rlsworker_api.complete_job($1::bigint, $2::uuid)", 2, done_params};
-    st[n - 2] = (struct rw_pg_stmt){"commit", 0, NULL};
-    st[n - 1] = (struct rw_pg_stmt){SESSION_RESET, 0, NULL};
+    st[n - 3] = RW_PG_STMT(
+        "select rlsworker_api.complete_job($1::bigint, $2::uuid)", 2, done_params);
+    st[n - 2] = RW_PG_STMT("commit", 0, NULL);
+    st[n - 1] = RW_PG_STMT(SESSION_RESET, 0, NULL);
     ev_timer_set(&job->timeout, rw_exec_timeout_s(job) + 2.0, 0.);
     ev_timer_start(job->ex->loop, &job->timeout);
     int rc = rw_pg_submit(pg, st, n, sql_done, run);

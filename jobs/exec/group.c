@@ -4,9 +4,9 @@
  * connection, each in its own savepoint, all in one pipeline:
  *
  *   begin;
- *   savepoint j0; <settings of job 0>; <its statements>;
- *     set constraints all immediate; release savepoint j0;
- *   savepoint j1; reset all; close all; discard temp; <settings of job 1>; ...
+ *   savepoint j; <settings of job 0>; <its statements>;
+ *     set constraints all immediate; release savepoint j;
+ *   savepoint j; reset all; close all; discard temp; <settings of job 1>; ...
  *   complete_jobs({id0, id1, ...}, {token0, token1, ...});
  *   commit; discard all
  *
@@ -14,18 +14,23 @@
  * all; the completion of every job whose effects are in the transaction is
  * one statement, which records them as one history row (deploy/sql/014).
  * A job whose statement fails ends alone: the pipeline stops at the
- * error, and the rest is sent again behind `rollback to savepoint jK`; its
+ * error, and the rest is sent again behind `rollback to savepoint j`; its
  * batch-mates before it stay in the transaction, those after it run in the
- * new send. A group is open to new jobs of its role until it gets a
- * connection; the pool is asked once per loop turn (ev_prepare), so the
- * jobs one claim brings in share transactions. */
+ * new send. With group_prepare on, each statement is prepared once, at
+ * its first use, and run by name for every job (jobs/exec/prepcache.h). Each
+ * job's savepoint is released before the next one is taken, so one name
+ * serves them all and `rollback to savepoint j` returns to the failed job's.
+ *
+ * A group is open to new jobs of its role until it gets a connection; the
+ * pool is asked once per loop turn (ev_prepare), so the jobs one claim
+ * brings in share transactions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "jobs/exec/exec_int.h"
 #include "jobs/exec/group.h"
+#include "jobs/exec/prepcache.h"
 #include "jobs/task/taskfile.h"
 #include "worker/base/config.h"
 #include "worker/base/log.h"
@@ -41,7 +46,13 @@ enum member_state { M_PENDING, M_SENT, M_RELEASED, M_ENDED };
 struct member {
     struct rw_job *job;
     enum member_state st;
-    int first_task_stmt;          /* in the op in flight */
+};
+
+/* What each statement of the op in flight is. */
+struct tag {
+    int owner;                    /* member, OWNER_GROUP or OWNER_COMPLETION */
+    int tstmt;                    /* the task's statement number, or -1 */
+    int prep;                     /* a prepare: its prepcache entry; or -1 */
 };
 
 struct rw_group {
@@ -52,68 +63,11 @@ struct rw_group {
     struct member *m;
     int n, cap;
     bool acquiring;               /* handed to the pool, waiting for a connection */
-    int *owner;                   /* per statement of the op in flight: member or -1 */
+    struct tag *tags;             /* per statement of the op in flight */
     int nstmts;
+    struct rw_prepcache preps;
     struct rw_group *next;        /* the executor's groups without a connection */
 };
-
-/* ---- which tasks may share a transaction --------------------------------- */
-
-static const char *skip_space_and_comments(const char *s)
-{
-    for (;;) {
-        while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
-            s++;
-        if (s[0] == '-' && s[1] == '-') {
-            while (*s && *s != '\n')
-                s++;
-        } else if (s[0] == '/' && s[1] == '*') {
-            const char *e = strstr(s + 2, "*/");
-            s = e ? e + 2 : s + strlen(s);
-        } else
-            return s;
-    }
-}
-
-/* Statements that start with a DML keyword and name none of the functions
- * whose effect outlives a savepoint's release in ways `reset all; close all;
- * discard temp` does not undo (advisory locks) or that change settings
- * beyond the job (set_config is reset, but is cheap to keep out). A false
- * "no" only means the task runs in a transaction of its own. */
-static bool stmt_groupable(const char *sql)
-{
-    static const char *const lead[] = {"select", "insert", "update", "delete", "with",
-                                       "values", "table", NULL};
-    static const char *const banned[] = {"advisory", "set_config", "dblink", NULL};
-    const char *s = skip_space_and_comments(sql);
-    size_t w = 0;
-    bool ok = false;
-
-    while ((s[w] >= 'a' && s[w] <= 'z') || (s[w] >= 'A' && s[w] <= 'Z'))
-        w++;
-    for (int i = 0; lead[i]; i++)
-        if (strlen(lead[i]) == w && strncasecmp(s, lead[i], w) == 0)
-            ok = true;
-    if (!ok)
-        return false;
-    for (int i = 0; banned[i]; i++)
-        if (strcasestr(sql, banned[i]))
-            return false;
-    return true;
-}
-
-bool rw_group_eligible(const struct rw_job *job)
-{
-    const struct rw_task *t = job->t;
-
-    if (rw_config_group_max(job->ex->cfg) < 2 || !t || t->builtin ||
-        t->run_as == RW_RUN_AS_SYSTEM || t->no_group || t->nstmts == 0)
-        return false;
-    for (int i = 0; i < t->nstmts; i++)
-        if (!stmt_groupable(t->stmts[i].sql))
-            return false;
-    return true;
-}
 
 bool rw_group_has_room(const struct rw_executor *ex, const struct rw_pool *pool)
 {
@@ -138,7 +92,8 @@ static void unlink_open(struct rw_group *g)
 static void group_free(struct rw_group *g)
 {
     free(g->m);
-    free(g->owner);
+    free(g->tags);
+    rw_prepcache_free(&g->preps);
     free(g);
 }
 
@@ -215,7 +170,7 @@ void rw_group_add(struct rw_job *job)
         }
         ev_prepare_start(ex->loop, &ex->group_prep);
     }
-    g->m[g->n++] = (struct member){job, M_PENDING, 0};
+    g->m[g->n++] = (struct member){job, M_PENDING};
     job->group = g;
 }
 
@@ -266,23 +221,43 @@ static void group_on_fail(struct rw_pool_waiter *wt, const char *why)
 /* ---- one op: the statements of the pending members --------------------- */
 
 struct op_build {
+    struct rw_group *g;
     struct rw_pg_stmt *st;
     int n, cap;
-    int *owner;
+    struct tag *tags;
     struct rw_bind *binds;
     int nbinds;
-    char (*ids)[40];
     char (*tmos)[32];
-    char (*sps)[48];
     const char *(*params)[4];
     char *done_ids, *done_tokens;     /* the completion's two array literals */
     const char *done_params[2];
 };
 
+/* Adds a statement of `owner`; when the group prepares, as its prepared
+ * statement, preceded by the prepare at its first use. -1 when out of
+ * memory. */
+static int add_stmt(struct op_build *b, int owner, int tstmt, const char *sql, int np,
+                    const char *const *p)
+{
+    int k = -1;
+
+    if (rw_config_group_prepare(b->g->ex->cfg) && (k = rw_prepcache_get(&b->g->preps, sql)) < 0)
+        return -1;
+    if (k >= 0 && !b->g->preps.v[k].ready && !b->g->preps.v[k].sending) {
+        b->g->preps.v[k].sending = true;
+        b->tags[b->n] = (struct tag){owner, tstmt, k};
+        b->st[b->n++] = (struct rw_pg_stmt){sql, np, NULL, b->g->preps.v[k].name, true};
+    }
+    b->tags[b->n] = (struct tag){owner, tstmt, -1};
+    b->st[b->n++] = k < 0 ? RW_PG_STMT(sql, np, p)
+                          : (struct rw_pg_stmt){sql, np, p, b->g->preps.v[k].name, false};
+    return 0;
+}
+
 static void add(struct op_build *b, int owner, const char *sql, int np, const char *const *p)
 {
-    b->owner[b->n] = owner;
-    b->st[b->n++] = (struct rw_pg_stmt){sql, np, p};
+    b->tags[b->n] = (struct tag){owner, -1, -1};
+    b->st[b->n++] = RW_PG_STMT(sql, np, p);
 }
 
 static void op_build_free(struct op_build *b)
@@ -291,9 +266,7 @@ static void op_build_free(struct op_build *b)
         rw_task_bind_free(&b->binds[i]);
     free(b->binds);
     free(b->st);
-    free(b->ids);
     free(b->tmos);
-    free(b->sps);
     free(b->params);
     free(b->done_ids);
     free(b->done_tokens);
@@ -352,19 +325,19 @@ static void send_op(struct rw_group *g, const char *first)
 
     for (int i = 0; i < g->n; i++)
         if (g->m[i].st == M_PENDING) {
-            stmts += 9 + g->m[i].job->t->nstmts;
+            /* each statement may come with its prepare */
+            stmts += 2 * (8 + g->m[i].job->t->nstmts);
             nb += g->m[i].job->t->nstmts;
         }
+    b.g = g;
     b.cap = stmts;
     b.st = calloc((size_t)stmts, sizeof *b.st);
-    b.owner = calloc((size_t)stmts, sizeof *b.owner);
+    b.tags = calloc((size_t)stmts, sizeof *b.tags);
     b.binds = calloc((size_t)nb + 1, sizeof *b.binds);
-    b.ids = calloc((size_t)g->n, sizeof *b.ids);
     b.tmos = calloc((size_t)g->n, sizeof *b.tmos);
-    b.sps = calloc((size_t)g->n, sizeof *b.sps);
     b.params = calloc((size_t)g->n, sizeof *b.params);
-    if (!b.st || !b.owner || !b.binds || !b.ids || !b.tmos || !b.sps || !b.params) {
-        free(b.owner);
+    if (!b.st || !b.tags || !b.binds || !b.tmos || !b.params) {
+        free(b.tags);
         op_build_free(&b);
         rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
         return;
@@ -399,32 +372,35 @@ static void send_op(struct rw_group *g, const char *first)
             rw_exec_failed(take(g, i), err, true);
             continue;
         }
-        snprintf(b.ids[i], sizeof b.ids[i], "savepoint j%d", i);
-        add(&b, i, b.ids[i], 0, NULL);
+        snprintf(b.tmos[i], sizeof b.tmos[i], "%d", rw_exec_timeout_s(job) * 1000);
+        struct rw_pg_stmt set = rw_exec_settings_stmt(job, b.params[i], b.tmos[i]);
+        int rc = add_stmt(&b, i, -1, "savepoint j", 0, NULL);
         if (!fresh) {
             /* what the batch-mate before left in the transaction */
-            add(&b, i, "reset all", 0, NULL);
-            add(&b, i, "close all", 0, NULL);
-            add(&b, i, "discard temp", 0, NULL);
+            rc |= add_stmt(&b, i, -1, "reset all", 0, NULL);
+            rc |= add_stmt(&b, i, -1, "close all", 0, NULL);
+            rc |= add_stmt(&b, i, -1, "discard temp", 0, NULL);
         }
         fresh = false;
-        snprintf(b.tmos[i], sizeof b.tmos[i], "%d", rw_exec_timeout_s(job) * 1000);
-        b.st[b.n] = rw_exec_settings_stmt(job, b.params[i], b.tmos[i]);
-        b.owner[b.n++] = i;
-        m->first_task_stmt = b.n;
+        rc |= add_stmt(&b, i, -1, set.sql, set.nparams, set.params);
         for (int k = 0; k < job->t->nstmts; k++)
-            add(&b, i, job->t->stmts[k].sql, job->t->stmts[k].nparams,
-                b.binds[bind0 + k].values);
-        add(&b, i, "set constraints all immediate", 0, NULL);
+            rc |= add_stmt(&b, i, k, job->t->stmts[k].sql, job->t->stmts[k].nparams,
+                           b.binds[bind0 + k].values);
+        rc |= add_stmt(&b, i, -1, "set constraints all immediate", 0, NULL);
+        rc |= add_stmt(&b, i, -1, "release savepoint j", 0, NULL);
         m->st = M_SENT;
         njobs++;
-        snprintf(b.sps[i], sizeof b.sps[i], "release savepoint j%d", i);
-        add(&b, i, b.sps[i], 0, NULL);
+        if (rc < 0) {
+            free(b.tags);
+            op_build_free(&b);
+            rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
+            return;
+        }
     }
     if (njobs == 0 && fresh) {
         /* nothing was sent in this transaction yet: nothing to do */
         op_build_free(&b);
-        free(b.owner);
+        free(b.tags);
         rw_pool_mark_clean(g->pc);
         rw_pool_release(g->pc);
         g->pc = NULL;
@@ -433,14 +409,14 @@ static void send_op(struct rw_group *g, const char *first)
     }
     if (add_completion(&b, g) < 0) {
         op_build_free(&b);
-        free(b.owner);
+        free(b.tags);
         rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
         return;
     }
     add(&b, OWNER_GROUP, "commit", 0, NULL);
     add(&b, OWNER_GROUP, "discard all", 0, NULL);
-    free(g->owner);
-    g->owner = b.owner;
+    free(g->tags);
+    g->tags = b.tags;
     g->nstmts = b.n;
     int rc = rw_pg_submit(pg, b.st, b.n, group_done, g);
     op_build_free(&b);
@@ -538,6 +514,14 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     int f = -1, n = g->nstmts;
     char err[1200];
 
+    for (int i = 0; i < n; i++) {
+        int k = g->tags[i].prep;
+        if (k >= 0) {
+            g->preps.v[k].sending = false;
+            g->preps.v[k].ready = status_ok(r, i);
+        }
+    }
+
     if (r->ok && status_ok(r, n - 1)) {
         end_all(g, NULL);
         rw_pool_mark_clean(pc);
@@ -577,7 +561,7 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
             break;
         }
     }
-    int k = f >= 0 ? g->owner[f] : OWNER_GROUP;
+    int k = f >= 0 ? g->tags[f].owner : OWNER_GROUP;
     if (k == OWNER_COMPLETION && r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
         /* lock recovery took a job from this worker: the transaction rolled
          * back, nothing of the group committed, and its jobs go back */
@@ -613,7 +597,7 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     for (int i = 0; i < g->n; i++)
         if (g->m[i].st == M_SENT)
             g->m[i].st = i < k ? M_RELEASED : M_PENDING;
-    describe(job, f - g->m[k].first_task_stmt, r, err, sizeof err);
+    describe(job, g->tags[f].tstmt, r, err, sizeof err);
     take(g, k);
     if (r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
         rw_job_log(RW_LOG_WARNING, job, "no longer held by this worker; its effects were rolled back");
@@ -624,6 +608,5 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         rw_exec_released(job);
     } else
         rw_exec_failed(job, err, job->cancel_requested && !job->timed_out);
-    snprintf(err, sizeof err, "rollback to savepoint j%d", k);
-    send_op(g, err);
+    send_op(g, "rollback to savepoint j");
 }

@@ -315,3 +315,65 @@ select pg_sleep(case when :n::int = 0 and exists (select 1 from gc_gate) then 2 
     assert rows == [(n, 1) for n in range(4)], rows                 # each exactly once
     assert db.val("select count(*) from rlsworker.jobs") == 0
     assert db.val("select count(*) from rlsworker.job_runs where outcome = 'succeeded'") == 4
+
+
+PREPARED = ("insert into gc_seen (n, xid, visible) select :n::int, txid_current(), count(*)"
+            " from pg_prepared_statements where name like 'rlsworker%%';\n")
+
+
+def test_a_group_prepares_its_statements_once(rlsworker, db, tmp_path):
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_prep.sql", "-- task: gc.prep\n-- run_as: user\n" + PREPARED)
+    for n in range(4):
+        add(db, "gc.prep", n, "u", priority=n)
+    run_once(rlsworker, db, tasks)
+    seen = db.sql("select n, visible from gc_seen order by n")
+    assert db.val("select count(distinct xid) from gc_seen") == 1
+    # the first job prepared its statements as it ran; each later one found
+    # them all there (savepoint, resets, claims, the task, set constraints, release)
+    assert seen[0][1] >= 3 and seen[1][1] >= 7 and seen[3][1] == seen[1][1], seen
+    # the session reset deallocates them: a later group starts with none
+    db.sql("delete from gc_seen")
+    add(db, "gc.prep", 9, "u")
+    run_once(rlsworker, db, tasks)
+    assert db.sql("select n, visible from gc_seen") == [(9, seen[0][1])]
+
+
+def test_group_prepare_off_sends_unnamed_statements(rlsworker, db, tmp_path):
+    tasks = make_schema(db, tmp_path)
+    write_task(tasks, "gc_prep.sql", "-- task: gc.prep\n-- run_as: user\n" + PREPARED)
+    for n in range(3):
+        add(db, "gc.prep", n, "u")
+    run_once(rlsworker, db, tasks, "--group-prepare", "off")
+    assert db.sql("select distinct visible from gc_seen") == [(0,)]
+    assert db.val("select count(distinct xid) from gc_seen") == 1
+
+
+def test_a_prepared_statement_is_planned_for_each_jobs_own_claims(rlsworker, db, tmp_path):
+    """A policy through a function wrongly marked IMMUTABLE that reads the
+    claims: a generic plan (PostgreSQL switches to one after five runs of a
+    prepared statement) would keep the first planner's user. The group plans
+    every job's statements for its own claims."""
+    tasks = make_schema(db, tmp_path)
+    db.sql("""
+        create function gc_uid() returns text language plpgsql immutable as $$
+        begin return current_setting('request.jwt.claims', true)::jsonb ->> 'sub'; end $$;
+        create table gc_secret (user_id text not null, note text);
+        alter table gc_secret enable row level security;
+        create policy gc_secret_own on gc_secret for select to authenticated_backend
+            using (user_id = gc_uid());
+        grant select on gc_secret to authenticated_backend;
+        insert into gc_secret select 'alice', 'a' from generate_series(1, 3);
+        insert into gc_secret select 'bob', 'b' from generate_series(1, 5);
+    """)
+    write_task(tasks, "gc_count.sql", """-- task: gc.count
+-- run_as: user
+insert into gc_seen (n, xid, visible) select :n::int, txid_current(), count(*) from gc_secret;
+""")
+    for n in range(12):
+        add(db, "gc.count", n, "alice" if n % 2 == 0 else "bob", priority=n)
+    run_once(rlsworker, db, tasks)
+    rows = db.sql("select n, visible, user_id from gc_seen order by n")
+    assert db.val("select count(distinct xid) from gc_seen") == 1, rows   # one group
+    assert [(r[1], r[2]) for r in rows] == [(3, "alice") if n % 2 == 0 else (5, "bob")
+                                            for n in range(12)], rows

@@ -67,6 +67,7 @@ struct rw_config {
     int prefetch;              /* -1: rw_config_prefetch sizes it */
     char *group_commit;        /* "on" or "off" */
     int group_commit_max;
+    char *group_prepare;       /* "on" or "off" */
     int poll_interval_ms;
     int poll_interval_pooled_ms; /* when notifications do not arrive */
     int notify_probe_timeout_ms;
@@ -159,6 +160,8 @@ const char *rw_config_role_url(const struct rw_config *cfg, const char *role);
 
 /* pool_size, or the concurrency when pool_size is 0 (the default). */
 int rw_config_pool_size(const struct rw_config *cfg);
+/* A group-commit transaction prepares its statements once (group_prepare). */
+bool rw_config_group_prepare(const struct rw_config *cfg);
 /* Most jobs in one user transaction: group_commit_max, or 1 when group_commit is off. */
 int rw_config_group_max(const struct rw_config *cfg);
 /* prefetch, or when -1 (the default) concurrency x rw_config_group_max, within 100..1000. */

@@ -75,6 +75,9 @@ const struct rw_option rw_options[] = {
       "savepoint (docs/guarantees.md)"),
     I("group_commit_max", "RLSWORKER_GROUP_COMMIT_MAX", group_commit_max, "16", 1, 1000, true,
       "most jobs in one group-committed transaction"),
+    C("group_prepare", "RLSWORKER_GROUP_PREPARE", group_prepare, "on", on_off_choices, true,
+      "on or off: a group-committed transaction prepares each of its statements once "
+      "and runs it for every job (off: parsed again for every job)"),
     I("poll_interval", "RLSWORKER_POLL_INTERVAL", poll_interval_ms, "2000", 10, 600000, true,
       "milliseconds between polls when no NOTIFY arrives"),
     I("poll_interval_pooled", "RLSWORKER_POLL_INTERVAL_POOLED", poll_interval_pooled_ms, "200", 10, 600000, true,
@@ -155,6 +158,11 @@ void rw_config_print_options(FILE *out)
 int rw_config_pool_size(const struct rw_config *cfg)
 {
     return cfg->pool_size > 0 ? cfg->pool_size : cfg->concurrency;
+}
+
+bool rw_config_group_prepare(const struct rw_config *cfg)
+{
+    return !cfg->group_prepare || strcmp(cfg->group_prepare, "on") == 0;
 }
 
 int rw_config_group_max(const struct rw_config *cfg)

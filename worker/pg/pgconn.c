@@ -363,8 +363,12 @@ int rw_pg_submit(rw_pg *pg, const struct rw_pg_stmt *stmts, int n,
     op->cb = cb;
     op->arg = arg;
     for (int i = 0; i < n; i++) {
-        if (!PQsendQueryParams(pg->conn, stmts[i].sql, stmts[i].nparams, NULL,
-                               (const char *const *)stmts[i].params, NULL, NULL, 0)) {
+        const struct rw_pg_stmt *s = &stmts[i];
+        int sent = !s->name ? PQsendQueryParams(pg->conn, s->sql, s->nparams, NULL,
+                                                s->params, NULL, NULL, 0)
+                 : s->prepare ? PQsendPrepare(pg->conn, s->name, s->sql, s->nparams, NULL)
+                 : PQsendQueryPrepared(pg->conn, s->name, s->nparams, s->params, NULL, NULL, 0);
+        if (!sent) {
             /* the connection is broken: results of what was sent have no owner */
             op_free(op);
             rw_error("could not send query: %s", PQerrorMessage(pg->conn));
@@ -398,7 +402,7 @@ int rw_pg_submit(rw_pg *pg, const struct rw_pg_stmt *stmts, int n,
 int rw_pg_query(rw_pg *pg, const char *sql, int nparams,
                 const char *const *params, rw_pg_done_cb cb, void *arg)
 {
-    struct rw_pg_stmt s = {sql, nparams, params};
+    struct rw_pg_stmt s = RW_PG_STMT(sql, nparams, params);
     return rw_pg_submit(pg, &s, 1, cb, arg);
 }
 

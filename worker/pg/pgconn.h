@@ -25,7 +25,15 @@ struct rw_pg_stmt {
     const char *sql;
     int nparams;
     const char *const *params;   /* copied at submit; NULL entries are SQL NULL */
+    /* NULL: sql runs as the unnamed statement. Otherwise, with prepare set,
+     * sql is prepared under this name (one result, no rows); without it,
+     * the statement prepared under this name runs with params (sql unused). */
+    const char *name;
+    bool prepare;
 };
+/* An unnamed statement: SQL text, parameter count, parameters. */
+#define RW_PG_STMT(sql, nparams, params) \
+    ((struct rw_pg_stmt){(sql), (nparams), (params), NULL, false})
 
 struct rw_pg_result {
     bool ok;                     /* every statement succeeded */

@@ -72,10 +72,10 @@ int rw_queue_register_worker(rw_pg *pg, const char *worker, const char *host, in
 
     snprintf(pidtext, sizeof pidtext, "%d", pid);
     snprintf(bpid, sizeof bpid, "%d", backend_pid);
-    st[0] = (struct rw_pg_stmt){"select rlsworker.register_worker($1, $2, $3::int, $4::int)", 4, reg};
-    st[1] = (struct rw_pg_stmt){
+    st[0] = RW_PG_STMT("select rlsworker.register_worker($1, $2, $3::int, $4::int)", 4, reg);
+    st[1] = RW_PG_STMT(
         "select rlsworker.release_jobs($1, array(select id from rlsworker.jobs"
-        " where locked_by = $1 and state = 'running' and id <> all($2::bigint[])))", 2, rel};
+        " where locked_by = $1 and state = 'running' and id <> all($2::bigint[])))", 2, rel);
     return rw_pg_submit(pg, st, 2, cb, arg);
 }
 
@@ -166,20 +166,20 @@ long long rw_queue_cancels_requested_id(const struct rw_pg_result *r, int i)
 
 static struct rw_pg_stmt complete_jobs(const char *const params[2])
 {
-    return (struct rw_pg_stmt){"select rlsworker.complete_jobs($1, $2::bigint[])", 2, params};
+    return RW_PG_STMT("select rlsworker.complete_jobs($1, $2::bigint[])", 2, params);
 }
 
 static struct rw_pg_stmt fail_jobs(const char *const params[2])
 {
-    return (struct rw_pg_stmt){
+    return RW_PG_STMT(
         "select rlsworker.fail_jobs($1, array_agg(id), array_agg(err), array_agg(delay), "
         "array_agg(dead)) from jsonb_to_recordset($2::jsonb) "
-        "as t(id bigint, err text, delay bigint, dead boolean)", 2, params};
+        "as t(id bigint, err text, delay bigint, dead boolean)", 2, params);
 }
 
 static struct rw_pg_stmt release_jobs(const char *const params[2])
 {
-    return (struct rw_pg_stmt){"select rlsworker.release_jobs($1, $2::bigint[])", 2, params};
+    return RW_PG_STMT("select rlsworker.release_jobs($1, $2::bigint[])", 2, params);
 }
 
 int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg_done_cb cb,
@@ -258,7 +258,7 @@ static const char ADD_WEBHOOK_JOB_SQL[] =
 
 int rw_queue_readiness(rw_pg *pg, rw_pg_done_cb cb, void *arg)
 {
-    struct rw_pg_stmt st[2] = {{CHECK_SQL, 0, NULL}, {DEPTH_SQL, 0, NULL}};
+    struct rw_pg_stmt st[2] = {RW_PG_STMT(CHECK_SQL, 0, NULL), RW_PG_STMT(DEPTH_SQL, 0, NULL)};
 
     return rw_pg_submit(pg, st, 2, cb, arg);
 }
