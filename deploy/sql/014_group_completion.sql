@@ -16,9 +16,14 @@
 -- transaction rolls back: no job's effects commit without its completion.
 -- The worker puts the group's jobs back in the queue without counting the
 -- attempt (the one that was taken from it is not its to put back).
+--
+-- plan_cache_mode: the group's jobs set force_custom_plan with their claims
+-- (so each is planned for its own user); these statements depend on no
+-- claims, and may keep a plan from one group to the next.
 create function rlsworker_api.complete_jobs(p_ids bigint[], p_tokens uuid[])
 returns void
-language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp set plan_cache_mode = auto as $$
 declare
     v_worker text;
     v_held int;

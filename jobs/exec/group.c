@@ -65,6 +65,7 @@ struct rw_group {
     bool acquiring;               /* handed to the pool, waiting for a connection */
     struct tag *tags;             /* per statement of the op in flight */
     int nstmts;
+    int commit_at;                /* the op's commit, followed by the session reset */
     struct rw_prepcache preps;
     struct rw_group *next;        /* the executor's groups without a connection */
 };
@@ -274,6 +275,18 @@ static void op_build_free(struct op_build *b)
 
 static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg);
 
+/* After the commit: what DISCARD ALL does (docs/security.md, "The session
+ * between jobs") but DISCARD PLANS. A group's own statements, and the
+ * queue functions it calls, then keep their plans from one group to the
+ * next instead of being analysed and planned again in every group. Each job
+ * still gets a plan of its own for its claims (plan_cache_mode, set with
+ * them); no plan holds a value, and PostgreSQL replans one whose role,
+ * search_path or tables changed. */
+static const char *const group_reset[] = {
+    "close all", "set session authorization default", "reset all", "deallocate all",
+    "unlisten *", "select pg_advisory_unlock_all()", "discard temp", "discard sequences",
+    NULL};
+
 /* The completion of every member whose effects are in the transaction
  * (released before this op, or sent in it): one statement, as array
  * literals of their ids and lock tokens. 0 when there is none, -1 when
@@ -319,7 +332,7 @@ static void send_op(struct rw_group *g, const char *first)
 {
     rw_pg *pg = rw_pconn_pg(g->pc);
     struct op_build b = {0};
-    int stmts = 4, njobs = 0, nb = 0;
+    int stmts = 12, njobs = 0, nb = 0;
     bool fresh = strcmp(first, "begin") == 0;
     char err[600];
 
@@ -413,8 +426,10 @@ static void send_op(struct rw_group *g, const char *first)
         rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
         return;
     }
+    g->commit_at = b.n;
     add(&b, OWNER_GROUP, "commit", 0, NULL);
-    add(&b, OWNER_GROUP, "discard all", 0, NULL);
+    for (int i = 0; group_reset[i]; i++)
+        add(&b, OWNER_GROUP, group_reset[i], 0, NULL);
     free(g->tags);
     g->tags = b.tags;
     g->nstmts = b.n;
@@ -522,14 +537,14 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         }
     }
 
-    if (r->ok && status_ok(r, n - 1)) {
+    if (r->ok) {
         end_all(g, NULL);
         rw_pool_mark_clean(pc);
         rw_pool_release(pc);
         group_free(g);
         return;
     }
-    if (status_ok(r, n - 2)) {
+    if (status_ok(r, g->commit_at)) {
         rw_warn("could not reset the session after a group of jobs of role %s: %s; "
                 "closing its connection", rw_pool_name(g->pool),
                 r->error ? r->error : "no result");

@@ -377,3 +377,67 @@ insert into gc_seen (n, xid, visible) select :n::int, txid_current(), count(*) f
     assert db.val("select count(distinct xid) from gc_seen") == 1, rows   # one group
     assert [(r[1], r[2]) for r in rows] == [(3, "alice") if n % 2 == 0 else (5, "bob")
                                             for n in range(12)], rows
+
+
+def test_nothing_a_group_leaves_in_its_session_reaches_the_next_group(rlsworker, db, tmp_path):
+    """After a group's commit the worker resets the session as DISCARD ALL
+    does, but keeps plans. A function a grouped task calls leaves a session
+    setting, an advisory lock, a LISTEN, a temporary table, a prepared
+    statement and a sequence's currval; a job of a later group on the same
+    connection finds none of them."""
+    tasks = make_schema(db, tmp_path)
+    db.sql("""
+        create sequence gc_seq;
+        grant usage on sequence gc_seq to authenticated_backend;
+        create function gc_leave() returns int language plpgsql as $$
+        begin
+            perform set_config('app.left', 'yes', false);
+            perform pg_advisory_lock(4242);
+            execute 'listen gc_left';
+            execute 'create temp table gc_tmp (x int)';
+            execute 'prepare gc_prep as select 1';
+            perform nextval('gc_seq');
+            return pg_backend_pid();
+        end $$;
+        create function gc_probe() returns text language plpgsql as $$
+        declare cur text;
+        begin
+            begin
+                cur := currval('gc_seq')::text;
+            exception when others then
+                cur := null;
+            end;
+            return concat_ws(',', pg_backend_pid(), coalesce(current_setting('app.left', true), ''),
+                (select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()),
+                (select count(*) from pg_listening_channels()),
+                (select count(*) from pg_class where relname = 'gc_tmp' and relpersistence = 't'),
+                (select count(*) from pg_prepared_statements where name = 'gc_prep'),
+                coalesce(cur, 'none'));
+        end $$;
+        grant execute on function gc_leave(), gc_probe() to authenticated_backend;
+        create table gc_out (n int, v text);
+        grant insert on gc_out to authenticated_backend;
+    """)
+    write_task(tasks, "gc_leave.sql", """-- task: gc.leave
+-- run_as: user
+insert into gc_out select :n::int, gc_leave()::text;
+insert into gc_out select :n::int + 100, gc_probe();
+""")
+    write_task(tasks, "gc_probe.sql", """-- task: gc.probe
+-- run_as: user
+insert into gc_out select :n::int, gc_probe();
+""")
+    add(db, "gc.leave", 1, "alice")
+    w = rlsworker.spawn("run", "--tasks", str(tasks), "--concurrency", "1", "--pool-size", "1",
+                        env=db.env())
+    wait_until(lambda: db.val("select count(*) from rlsworker.jobs") == 0, 20, "the first group")
+    add(db, "gc.probe", 3, "bob")
+    wait_until(lambda: db.val("select count(*) from rlsworker.jobs") == 0, 20, "the second group")
+    assert w.stop() == 0
+    out = dict(db.sql("select n, v from gc_out"))
+    pid = out[1]
+    # inside the first group the state was there, so the probe can see it
+    # (a LISTEN takes effect at the commit)
+    assert out[101].split(",") == [pid, "yes", "1", "0", "1", "1", "1"], out
+    # the next group, same connection, finds none of it
+    assert out[3] == ",".join([pid, "", "0", "0", "0", "0", "none"]), out
