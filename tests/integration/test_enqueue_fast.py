@@ -293,3 +293,20 @@ def test_run_as_naming_a_role_that_is_no_plain_identifier(db):
     with pytest.raises(psycopg.errors.CheckViolation):
         db.sql("update rlsworker.jobs set run_as = 'enq role' where id = %s", (jid,))
     assert db.val("select run_as from rlsworker.jobs") == "authenticated_backend"
+
+
+def test_job_keys_are_unique_through_a_partial_index(db):
+    """015: keys are unique among the jobs that have one; the index holds no
+    entry for the others, so claiming, failing or releasing a keyless job
+    writes no entry into it."""
+    indexes = db.sql("select pg_get_indexdef(i.indexrelid), i.indisunique from pg_index i"
+                     " where i.indrelid = 'rlsworker.jobs'::regclass"
+                     " and pg_get_indexdef(i.indexrelid) like '%(job_key)%'")
+    assert indexes == [("CREATE UNIQUE INDEX jobs_job_key_idx ON rlsworker.jobs USING btree"
+                        " (job_key) WHERE (job_key IS NOT NULL)", True)], indexes
+    first = db.val("select rlsworker.add_job('noop', job_key => 'k1')")
+    assert db.val("select rlsworker.add_job('noop', job_key => 'k1', job_key_mode => 'keep')") == first
+    db.sql("select rlsworker.add_job('noop') from generate_series(1, 3)")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db.sql("insert into rlsworker.jobs (task, job_key) values ('noop', 'k1')")
+    assert db.val("select count(*) from rlsworker.jobs") == 4
