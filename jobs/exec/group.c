@@ -8,7 +8,7 @@
  *     set constraints all immediate; release savepoint j;
  *   savepoint j; reset all; close all; discard temp; <settings of job 1>; ...
  *   complete_jobs({id0, id1, ...}, {token0, token1, ...});
- *   commit; discard all
+ *   commit; <the session reset: what DISCARD ALL does but DISCARD PLANS>
  *
  * So each job's effects and its completion still commit together or not at
  * all; the completion of every job whose effects are in the transaction is
@@ -275,13 +275,13 @@ static void op_build_free(struct op_build *b)
 
 static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg);
 
-/* After the commit: what DISCARD ALL does (docs/security.md, "The session
- * between jobs") but DISCARD PLANS. A group's own statements, and the
- * queue functions it calls, then keep their plans from one group to the
- * next instead of being analysed and planned again in every group. Each job
- * still gets a plan of its own for its claims (plan_cache_mode, set with
- * them); no plan holds a value, and PostgreSQL replans one whose role,
- * search_path or tables changed. */
+/* After the commit: what DISCARD ALL does (docs/security.md, "Session reset
+ * after every job") but DISCARD PLANS. The queue functions a group calls
+ * then keep their plans from one group to the next instead of being
+ * analysed and planned again in every group; none of their plans depends
+ * on the claims. Each job's own statements still get a plan made for its
+ * claims (plan_cache_mode, set with them), and PostgreSQL replans a plan
+ * whose role, search_path or tables changed. */
 static const char *const group_reset[] = {
     "close all", "set session authorization default", "reset all", "deallocate all",
     "unlisten *", "select pg_advisory_unlock_all()", "discard temp", "discard sequences",
