@@ -59,7 +59,7 @@ def test_forty_users_never_see_or_touch_each_other(rlsworker, db, tasks_dir):
         c.commit()
     run_once(rlsworker, db, tasks_dir, "--concurrency", "8", "--pool-size", "3")
     rows = db.sql("select user_id, task from todos where task not like 'seed %%'")
-    assert len(rows) == 400
+    assert len(rows) == 400, db.sql("select id, state, attempts, run_at > now(), last_error from rlsworker.jobs")
     for user_id, text in rows:
         expect, job_id, foreign, own = text.split("|")
         assert user_id == expect, f"job {job_id} for {expect} wrote a row of {user_id}"
