@@ -280,13 +280,7 @@ void rw_exec_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
     snprintf(tmo, sizeof tmo, "%d", rw_exec_timeout_s(job) * 1000);
     st[0] = RW_PG_STMT("begin", 0, NULL);
     if (user) {
-        set_params[0] = job->claims;
-        set_params[1] = tmo;
-        set_params[2] = t->chain ? job->lock_token : "";
-        set_params[3] = job->ex->cfg->claim_settings;
-        st[1] = strcmp(set_params[3], "off") == 0
-            ? RW_PG_STMT(set_claims_sql, 3, set_params)
-            : RW_PG_STMT(set_claims_and_gucs_sql, 4, set_params);
+        st[1] = rw_exec_settings_stmt(job, set_params, tmo);
     } else {
         set_params[0] = tmo;
         st[1] = RW_PG_STMT(
@@ -295,7 +289,7 @@ void rw_exec_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
     }
     for (int i = 0; i < t->nstmts; i++)
         st[FIXED_BEFORE + i] = RW_PG_STMT(t->stmts[i].sql, t->stmts[i].nparams,
-                                                   run->binds[i].values);
+                                          run->binds[i].values);
     done_params[0] = id;
     done_params[1] = job->lock_token;
     st[n - 3] = RW_PG_STMT(
