@@ -267,6 +267,7 @@ static void op_build_free(struct op_build *b)
         rw_task_bind_free(&b->binds[i]);
     free(b->binds);
     free(b->st);
+    free(b->tags);
     free(b->tmos);
     free(b->params);
     free(b->done_ids);
@@ -349,12 +350,8 @@ static void send_op(struct rw_group *g, const char *first)
     b.binds = calloc((size_t)nb + 1, sizeof *b.binds);
     b.tmos = calloc((size_t)g->n, sizeof *b.tmos);
     b.params = calloc((size_t)g->n, sizeof *b.params);
-    if (!b.st || !b.tags || !b.binds || !b.tmos || !b.params) {
-        free(b.tags);
-        op_build_free(&b);
-        rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
-        return;
-    }
+    if (!b.st || !b.tags || !b.binds || !b.tmos || !b.params)
+        goto out_of_memory;
     add(&b, OWNER_GROUP, first, 0, NULL);
     for (int i = 0; i < g->n; i++) {
         struct member *m = &g->m[i];
@@ -403,35 +400,27 @@ static void send_op(struct rw_group *g, const char *first)
         rc |= add_stmt(&b, i, -1, "release savepoint j", 0, NULL);
         m->st = M_SENT;
         njobs++;
-        if (rc < 0) {
-            free(b.tags);
-            op_build_free(&b);
-            rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
-            return;
-        }
+        if (rc < 0)
+            goto out_of_memory;
     }
     if (njobs == 0 && fresh) {
         /* nothing was sent in this transaction yet: nothing to do */
         op_build_free(&b);
-        free(b.tags);
         rw_pool_mark_clean(g->pc);
         rw_pool_release(g->pc);
         g->pc = NULL;
         group_free(g);
         return;
     }
-    if (add_completion(&b, g) < 0) {
-        op_build_free(&b);
-        free(b.tags);
-        rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
-        return;
-    }
+    if (add_completion(&b, g) < 0)
+        goto out_of_memory;
     g->commit_at = b.n;
     add(&b, OWNER_GROUP, "commit", 0, NULL);
     for (int i = 0; group_reset[i]; i++)
         add(&b, OWNER_GROUP, group_reset[i], 0, NULL);
     free(g->tags);
-    g->tags = b.tags;
+    g->tags = b.tags;             /* the group's now, for group_done */
+    b.tags = NULL;
     g->nstmts = b.n;
     int rc = rw_pg_submit(pg, b.st, b.n, group_done, g);
     op_build_free(&b);
@@ -443,6 +432,11 @@ static void send_op(struct rw_group *g, const char *first)
         rw_pool_release(g->pc);
         group_free(g);
     }
+    return;
+
+out_of_memory:
+    op_build_free(&b);
+    rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
 }
 
 static void group_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
@@ -577,25 +571,23 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         }
     }
     int k = f >= 0 ? g->tags[f].owner : OWNER_GROUP;
-    if (k == OWNER_COMPLETION && r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
-        /* lock recovery took a job from this worker: the transaction rolled
-         * back, nothing of the group committed, and its jobs go back */
-        rw_warn("a group of %d jobs of role %s rolled back: %s; they go back to the queue",
-                live_members(g), rw_pool_name(g->pool), r->error ? r->error : "");
-        for (int i = 0; i < g->n; i++)
-            if (g->m[i].st != M_ENDED)
-                rw_exec_released(take(g, i));
-        g->pc = NULL;
-        rw_exec_reset_after_failure(pg, pc);
-        group_free(g);
-        return;
-    }
     if (k < 0) {
-        /* begin, rollback to savepoint or commit failed: the whole transaction */
-        char pgerr[RW_ERRTEXT_MAX + 64];
-        rw_errtext_pg(pgerr, sizeof pgerr, r->error, r->sqlstate);
-        snprintf(err, sizeof err, "the transaction of its group failed: %s", pgerr);
-        end_all(g, err);
+        /* begin, rollback to savepoint, the completion or commit failed:
+         * the whole transaction */
+        if (k == OWNER_COMPLETION && r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
+            /* lock recovery took a job from this worker: nothing of the
+             * group committed, and its jobs go back */
+            rw_warn("a group of %d jobs of role %s rolled back: %s; they go back to the queue",
+                    live_members(g), rw_pool_name(g->pool), r->error ? r->error : "");
+            for (int i = 0; i < g->n; i++)
+                if (g->m[i].st != M_ENDED)
+                    rw_exec_released(take(g, i));
+        } else {
+            char pgerr[RW_ERRTEXT_MAX + 64];
+            rw_errtext_pg(pgerr, sizeof pgerr, r->error, r->sqlstate);
+            snprintf(err, sizeof err, "the transaction of its group failed: %s", pgerr);
+            end_all(g, err);
+        }
         g->pc = NULL;
         rw_exec_reset_after_failure(pg, pc);
         group_free(g);
