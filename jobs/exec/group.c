@@ -46,6 +46,7 @@ enum member_state { M_PENDING, M_SENT, M_RELEASED, M_ENDED };
 struct member {
     struct rw_job *job;
     enum member_state st;
+    int seq;                      /* its place in claim order */
 };
 
 /* What each statement of the op in flight is. */
@@ -171,7 +172,8 @@ void rw_group_add(struct rw_job *job)
         }
         ev_prepare_start(ex->loop, &ex->group_prep);
     }
-    g->m[g->n++] = (struct member){job, M_PENDING};
+    g->m[g->n] = (struct member){job, M_PENDING, g->n};
+    g->n++;
     job->group = g;
 }
 
@@ -439,6 +441,27 @@ out_of_memory:
     rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
 }
 
+/* Members run in the order of their subjects (claim order within one):
+ * RLS data is mostly partitioned by user, so when every group takes the
+ * row locks of its users in the same order, two groups that touch the same
+ * users wait for each other instead of deadlocking (docs/guarantees.md). */
+static int by_subject(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    const char *sx = x->job ? x->job->subject : NULL, *sy = y->job ? y->job->subject : NULL;
+    int c;
+
+    if (!x->job || !y->job)               /* members that left go last */
+        return !x->job - !y->job;
+    if (!sx || !sy)
+        c = !!sx - !!sy;
+    else
+        c = strcmp(sx, sy);
+    if (c)
+        return c;
+    return x->seq - y->seq;
+}
+
 static void group_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
 {
     struct rw_group *g = (struct rw_group *)((char *)wt - offsetof(struct rw_group, waiter));
@@ -457,6 +480,7 @@ static void group_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
         group_free(g);
         return;
     }
+    qsort(g->m, (size_t)g->n, sizeof *g->m, by_subject);
     for (int i = 0; i < g->n; i++)
         if (g->m[i].st != M_ENDED)
             total += rw_exec_timeout_s(g->m[i].job);

@@ -261,6 +261,36 @@ insert into gc_log (n, attempt, xid) values (:n::int, :attempt::int, txid_curren
     assert [r[3] for r in runs] == ["user%d" % (n % 2) for n in range(6)]
 
 
+def test_a_group_runs_its_jobs_in_subject_order(rlsworker, db, tmp_path):
+    """Every group takes its users' row locks in the same order (by subject,
+    claim order within one), so two groups touching the same users wait for
+    each other instead of deadlocking (test_security's forty users deadlock
+    without it)."""
+    tasks = make_schema(db, tmp_path)
+    db.sql("""
+        create table gc_order (pos bigint generated always as identity, n int not null,
+                               xid bigint not null,
+                               user_id text not null default (auth.user_id()));
+        alter table gc_order enable row level security;
+        create policy gc_order_own on gc_order for all to authenticated_backend
+            using ((select auth.user_id()) = user_id)
+            with check ((select auth.user_id()) = user_id);
+        grant usage on sequence gc_order_pos_seq to authenticated_backend;
+    """)
+    write_task(tasks, "gc_order.sql", """-- task: gc.order
+-- run_as: user
+insert into gc_order (n, xid) values (:n::int, txid_current());
+""")
+    subs = ["zed", "amy", "bob", "amy", "zed", "bob", "carl"]
+    for n, sub in enumerate(subs):
+        add(db, "gc.order", n, sub)
+    run_once(rlsworker, db, tasks)
+    rows = db.sql("select n, user_id, xid from gc_order order by pos")
+    assert len({r[2] for r in rows}) == 1, rows                      # one group
+    assert [(r[0], r[1]) for r in rows] == [
+        (1, "amy"), (3, "amy"), (2, "bob"), (5, "bob"), (6, "carl"), (0, "zed"), (4, "zed")]
+
+
 def test_a_failed_batch_mate_is_recorded_alone_and_the_rest_in_one_row(rlsworker, db, tmp_path):
     tasks = make_schema(db, tmp_path)
     write_task(tasks, "gc_log.sql", """-- task: gc.log

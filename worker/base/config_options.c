@@ -73,7 +73,7 @@ const struct rw_option rw_options[] = {
     C("group_commit", "RLSWORKER_GROUP_COMMIT", group_commit, "on", on_off_choices, true,
       "on or off: ready user jobs of one role share a transaction, each in its own "
       "savepoint (docs/guarantees.md)"),
-    I("group_commit_max", "RLSWORKER_GROUP_COMMIT_MAX", group_commit_max, "16", 1, 1000, true,
+    I("group_commit_max", "RLSWORKER_GROUP_COMMIT_MAX", group_commit_max, "32", 1, 1000, true,
       "most jobs in one group-committed transaction"),
     C("group_prepare", "RLSWORKER_GROUP_PREPARE", group_prepare, "on", on_off_choices, true,
       "on or off: a group-committed transaction prepares each of its statements once "
