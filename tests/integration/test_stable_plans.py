@@ -40,3 +40,34 @@ def test_claim_and_fail_read_few_rows_after_the_queue_was_analyzed_empty(db):
             assert failed < 2000, "fail_jobs read %d rows of %d" % (failed, QUEUED)
     assert db.val("select count(*) from rlsworker.jobs where state = 'queued'") == QUEUED
     assert db.val("select count(*) from rlsworker.job_runs where outcome = 'failed'") == 100
+
+
+def test_completions_read_only_their_own_rows_while_many_are_held(db):
+    """A completion finds each job by its primary key (migration 016). Its
+    cached generic plan used to walk jobs_running_idx: every job the worker
+    held (rlsworker.complete_jobs) or every running job (the group's token
+    count), so a completion cost grew with the prefetch."""
+    held = 1000
+    db.sql("analyze rlsworker.jobs")
+    db.sql("select count(*) from rlsworker.add_jobs((select jsonb_agg(jsonb_build_object("
+           "'task', 'noop')) from generate_series(1, %s)))", (held,))
+    db.sql("select rlsworker.register_worker('w-sp', 'h', 1, 0)")
+    with db.connect() as conn:
+        conn.execute("set plan_cache_mode = force_generic_plan")
+        rows = conn.execute("select id, lock_token from rlsworker.claim_jobs('w-sp', %s)",
+                            (held,)).fetchall()
+        conn.commit()
+        assert len(rows) == held
+        for k in range(8):      # past the five custom plans plan_cache_mode = auto makes
+            pair = rows[4 * k:4 * k + 4]
+            with conn.transaction():
+                before = read_rows(conn)
+                n = conn.execute("select rlsworker.complete_jobs('w-sp', %s)",
+                                 ([r[0] for r in pair[:2]],)).fetchone()[0]
+                assert n == 2
+                conn.execute("select rlsworker_api.complete_jobs(%s, %s)",
+                             ([r[0] for r in pair[2:]], [r[1] for r in pair[2:]]))
+                read = read_rows(conn) - before
+                assert read < 50, "4 completions read %d rows of %d held" % (read, held)
+    assert db.val("select count(*) from rlsworker.jobs") == held - 32
+    assert db.val("select count(*) from rlsworker.job_runs where outcome = 'succeeded'") == 32

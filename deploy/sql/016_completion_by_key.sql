@@ -1,0 +1,108 @@
+-- 016_completion_by_key: a completion finds each job by its primary key,
+-- and a group's completion checks the tokens in the same statement.
+--
+-- rlsworker.complete_jobs (012) deleted `where j.id = any (p_ids) and
+-- j.locked_by = p_worker and j.state = 'running'`, and
+-- rlsworker_api.complete_jobs (014) first counted the held jobs with a
+-- similar query. Both run as cached generic plans, which do not know how
+-- many ids the array holds, and chose jobs_running_idx: the delete walked
+-- every job the worker held (its prefetch, up to 1000) and tested each
+-- against the array, the count walked every running job of every worker.
+-- A completion's cost grew with the prefetch: in a 20 000-job user drain
+-- the count took as long as the delete (pg_stat_statements).
+--
+-- Now each id is looked up alone through jobs_pkey (a lateral subquery that
+-- names nothing but the id, so no partial index applies), the conditions
+-- are tested on the row found, and the delete names the row versions that
+-- passed by ctid. A row that changed in between (lock recovery) has a new
+-- version under another ctid, so it is not deleted, and the count tells.
+-- The group's completion (rlsworker_api.complete_jobs) passes the tokens
+-- into that one statement instead of counting first.
+--
+-- rlsworker.complete_jobs(worker, ids) keeps its signature (the worker's
+-- outcome batches call it) and becomes rlsworker.complete_held without
+-- tokens. complete_held repeats 012's history-batch insert: create or
+-- replace needs the whole body, and the history must commit with the
+-- delete.
+create function rlsworker.complete_held(p_worker text, p_ids bigint[], p_tokens uuid[])
+returns int
+language plpgsql
+set search_path = pg_catalog, pg_temp
+set enable_seqscan = off set enable_bitmapscan = off as $$
+declare
+    qs text[];
+    n int;
+begin
+    with held as (
+        select x.ctid
+        from unnest(p_ids, p_tokens) as t(id, token)     -- no tokens: null each
+        cross join lateral (
+            select j.ctid, j.state, j.locked_by, j.lock_token
+            from rlsworker.jobs j where j.id = t.id limit 1) x
+        where x.state = 'running'
+          and (p_worker is null or x.locked_by = p_worker)
+          and (p_tokens is null or x.lock_token = t.token)
+    ), d as (
+        delete from rlsworker.jobs j
+        where j.ctid = any (array(select held.ctid from held))
+        -- only what the history keeps: never the payload or claims
+        returning j.id, j.task, j.queue, j.subject, j.run_as, j.attempts,
+                  j.created_at, j.locked_at, j.locked_by
+    ), a as (
+        select array_agg(d.id) as job_ids, array_agg(d.task) as tasks,
+               array_agg(d.queue) as queues, array_agg(d.subject) as subjects,
+               array_agg(d.run_as) as run_ases, array_agg(d.attempts) as attempts,
+               array_agg(d.created_at) as created_ats, array_agg(d.locked_at) as started_ats,
+               array_agg(nextval('rlsworker.job_history_id_seq')) as ids,
+               array_agg(d.queue) filter (where d.queue is not null) as qs,
+               min(d.locked_by) as worker,
+               count(*) as n
+        from d
+    ), h as (
+        insert into rlsworker.job_history_batches (worker_id, ids, job_ids, tasks, queues,
+                                                   subjects, run_ases, attempts,
+                                                   created_ats, started_ats)
+        select coalesce(p_worker, a.worker), a.ids, a.job_ids, a.tasks, a.queues, a.subjects,
+               a.run_ases, a.attempts, a.created_ats, a.started_ats
+        from a where a.n > 0
+    )
+    select a.qs, a.n, coalesce(p_worker, a.worker) into qs, n, p_worker from a;
+    if qs is not null then
+        perform rlsworker.unlock_queues(p_worker, qs);
+    end if;
+    return n;
+end $$;
+
+revoke all on function rlsworker.complete_held(text, bigint[], uuid[]) from public;
+
+create or replace function rlsworker.complete_jobs(p_worker text, p_ids bigint[])
+returns int
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+begin
+    return rlsworker.complete_held(p_worker, p_ids, null);
+end $$;
+
+create or replace function rlsworker_api.complete_jobs(p_ids bigint[], p_tokens uuid[])
+returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp set plan_cache_mode = auto as $$
+declare
+    v_done int;
+begin
+    if cardinality(p_ids) is distinct from cardinality(p_tokens) then
+        raise exception using errcode = '22023',
+            message = 'rlsworker_api.complete_jobs: pass one lock token per job id';
+    end if;
+    if cardinality(p_ids) = 0 then
+        return;
+    end if;
+    -- each id with its own token: a token only the worker that claimed the
+    -- job knows, so no other session of the role can complete a job. When
+    -- one is not held, the exception undoes the other deletes with it.
+    v_done := rlsworker.complete_held(null, p_ids, p_tokens);
+    if v_done <> cardinality(p_ids) then
+        raise exception using errcode = 'RW001',
+            message = format('%s of the %s jobs completed together are no longer held by this worker',
+                             cardinality(p_ids) - v_done, cardinality(p_ids));
+    end if;
+end $$;
