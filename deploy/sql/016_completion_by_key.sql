@@ -17,7 +17,9 @@
 -- passed by ctid. A row that changed in between (lock recovery) has a new
 -- version under another ctid, so it is not deleted, and the count tells.
 -- The group's completion (rlsworker_api.complete_jobs) passes the tokens
--- into that one statement instead of counting first.
+-- into that one statement instead of counting first. A job run alone
+-- (rlsworker_api.complete_job, 007) had the same plan for its one id: it
+-- now finds its row through jobs_pkey too, and keeps its own history row.
 --
 -- rlsworker.complete_jobs(worker, ids) keeps its signature (the worker's
 -- outcome batches call it) and becomes rlsworker.complete_held without
@@ -104,5 +106,37 @@ begin
         raise exception using errcode = 'RW001',
             message = format('%s of the %s jobs completed together are no longer held by this worker',
                              cardinality(p_ids) - v_done, cardinality(p_ids));
+    end if;
+end $$;
+
+create or replace function rlsworker_api.complete_job(p_id bigint, p_token uuid)
+returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    v_queue text;
+    v_worker text;
+begin
+    with d as (
+        delete from rlsworker.jobs j
+        where j.ctid = (select x.ctid from rlsworker.jobs x
+                        where x.id = p_id and x.lock_token = p_token limit 1)
+          and j.state = 'running'
+        returning j.id, j.task, j.queue, j.subject, j.run_as, j.attempts, j.locked_by,
+                  j.created_at, j.locked_at
+    ), h as (
+        insert into rlsworker.job_history (job_id, task, queue, subject, run_as, attempts,
+                                           outcome, worker_id, created_at, started_at)
+        select d.id, d.task, d.queue, d.subject, d.run_as, d.attempts, 'succeeded',
+               d.locked_by, d.created_at, d.locked_at
+        from d
+    )
+    select d.queue, d.locked_by into v_queue, v_worker from d;
+    if not found then
+        raise exception using errcode = 'RW001',
+            message = format('job %s is no longer held by this worker', p_id);
+    end if;
+    if v_queue is not null then
+        update rlsworker.queues set locked_by = null, locked_at = null
+        where name = v_queue and locked_by = v_worker;
     end if;
 end $$;

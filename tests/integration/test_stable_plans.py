@@ -46,7 +46,7 @@ def test_completions_read_only_their_own_rows_while_many_are_held(db):
     """A completion finds each job by its primary key (migration 016). Its
     cached generic plan used to walk jobs_running_idx: every job the worker
     held (rlsworker.complete_jobs) or every running job (the group's token
-    count), so a completion cost grew with the prefetch."""
+    count, a job run alone), so a completion cost grew with the prefetch."""
     held = 1000
     db.sql("analyze rlsworker.jobs")
     db.sql("select count(*) from rlsworker.add_jobs((select jsonb_agg(jsonb_build_object("
@@ -59,15 +59,16 @@ def test_completions_read_only_their_own_rows_while_many_are_held(db):
         conn.commit()
         assert len(rows) == held
         for k in range(8):      # past the five custom plans plan_cache_mode = auto makes
-            pair = rows[4 * k:4 * k + 4]
+            pair = rows[5 * k:5 * k + 5]
             with conn.transaction():
                 before = read_rows(conn)
                 n = conn.execute("select rlsworker.complete_jobs('w-sp', %s)",
                                  ([r[0] for r in pair[:2]],)).fetchone()[0]
                 assert n == 2
                 conn.execute("select rlsworker_api.complete_jobs(%s, %s)",
-                             ([r[0] for r in pair[2:]], [r[1] for r in pair[2:]]))
+                             ([r[0] for r in pair[2:4]], [r[1] for r in pair[2:4]]))
+                conn.execute("select rlsworker_api.complete_job(%s, %s)", pair[4])
                 read = read_rows(conn) - before
-                assert read < 50, "4 completions read %d rows of %d held" % (read, held)
-    assert db.val("select count(*) from rlsworker.jobs") == held - 32
-    assert db.val("select count(*) from rlsworker.job_runs where outcome = 'succeeded'") == 32
+                assert read < 50, "5 completions read %d rows of %d held" % (read, held)
+    assert db.val("select count(*) from rlsworker.jobs") == held - 40
+    assert db.val("select count(*) from rlsworker.job_runs where outcome = 'succeeded'") == 40
