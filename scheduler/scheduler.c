@@ -149,6 +149,7 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         return;
     }
     rows = rw_queue_claimed_count(r);
+    rw_sched_vacuum_claimed(s, rows);
     s->more_ready = rows >= asked;
     /* an empty answer while jobs ran proves nothing: a job's end may free
      * its named queue (--once claims again once everything settled) */
@@ -572,6 +573,7 @@ void rw_sched_free(struct rw_sched **sp)
     rw_pg_free(&s->ctl);
     rw_pg_free(&s->out);
     rw_pg_free(&s->lsn);
+    rw_pg_free(&s->vac);
     rw_sched_free_outcomes(s);
     free(s);
 }

@@ -80,6 +80,14 @@ struct rw_sched {
     int noutcomes, outcomes_cap;
     int flush_inflight;
 
+    /* vacuum.c: the queue table vacuumed every vacuum_every claimed jobs */
+    rw_pg *vac;
+    bool vac_inflight;
+    bool vac_off;                 /* DATABASE_URL's role does not own the table */
+    bool vac_owner_checked;
+    long long vac_claimed;        /* jobs claimed since the last vacuum began */
+    ev_tstamp vac_started;
+
     struct rw_stats stats;
 };
 
@@ -122,6 +130,10 @@ bool rw_sched_listening(const struct rw_sched *s);
 void rw_sched_check_cancels(struct rw_sched *s);
 /* A job this worker holds was cancelled by an operator. */
 void rw_sched_cancel_job(struct rw_sched *s, long long id);
+
+/* vacuum.c: n more jobs were claimed; vacuums rlsworker.jobs when
+ * vacuum_every of them came since the last vacuum. */
+void rw_sched_vacuum_claimed(struct rw_sched *s, int n);
 
 /* recovery.c: heartbeats and sweeping jobs of lost workers */
 void rw_sched_recovery_init(struct rw_sched *s);

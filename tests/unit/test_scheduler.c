@@ -65,6 +65,7 @@ rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo, const struct rw_pg_
 
 void rw_pg_set_app_name(rw_pg *pg, const char *name) {}
 void rw_pg_set_reply_timeout(rw_pg *pg, int seconds) {}
+void rw_pg_set_quiet_notices(rw_pg *pg) {}
 void rw_pg_connect(rw_pg *pg) {}
 bool rw_pg_ready(const rw_pg *pg) { return pg->ready; }
 int rw_pg_inflight(const rw_pg *pg) { return 0; }

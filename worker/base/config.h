@@ -64,6 +64,7 @@ struct rw_config {
     char *crontab;
     int concurrency;
     int claim_batch;
+    int vacuum_every;          /* claimed jobs between vacuums of rlsworker.jobs; 0: never */
     int prefetch;              /* -1: rw_config_prefetch sizes it */
     char *group_commit;        /* "on" or "off" */
     int group_commit_max;

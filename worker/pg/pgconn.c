@@ -61,6 +61,7 @@ void rw_pg_set_app_name(rw_pg *pg, const char *name)
 {
     snprintf(pg->app_name, sizeof pg->app_name, "%s", name);
 }
+void rw_pg_set_quiet_notices(rw_pg *pg) { pg->quiet_notices = true; }
 int rw_pg_inflight(const rw_pg *pg) { return pg->inflight; }
 
 void rw_pg_set_reply_timeout(rw_pg *pg, int seconds)

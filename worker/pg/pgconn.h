@@ -72,6 +72,11 @@ rw_pg *rw_pg_new(struct ev_loop *loop, const char *conninfo,
 /* application_name the server shows for it (default "rlsworker"; an
  * application_name in the connection string wins). Call before connecting. */
 void rw_pg_set_app_name(rw_pg *pg, const char *name);
+/* The server's notices (a task's RAISE NOTICE, a VACUUM's "skipping") go to
+ * the worker's log, never raw to stderr: at debug level, WARNING at warn
+ * level unless this was called (expected warnings, like a vacuum skipping a
+ * table another vacuum holds). Call before connecting. */
+void rw_pg_set_quiet_notices(rw_pg *pg);
 /* Drops the connection (as lost) when statements are in flight and nothing
  * at all has come from the server for `seconds` (0: never, the default).
  * For connections whose statements are all short (the control connection):

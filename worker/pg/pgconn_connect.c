@@ -16,6 +16,17 @@ static struct rw_pg_tcp tcp_defaults;
 void rw_pg_set_tcp_defaults(const struct rw_pg_tcp *tcp) { tcp_defaults = *tcp; }
 
 /* Starts libpq's connect; `l`, when given, holds the resolved addresses. */
+static void on_notice(void *arg, const char *message)
+{
+    const rw_pg *pg = arg;
+    int n = (int)strcspn(message, "\n");
+
+    if (!pg->quiet_notices && strncmp(message, "WARNING:", 8) == 0)
+        rw_warn("the server says on the %s connection: %.*s", pg->app_name, n, message);
+    else
+        rw_debug("the server says on the %s connection: %.*s", pg->app_name, n, message);
+}
+
 static void start_connect(rw_pg *pg, const struct rw_pg_lookup *l)
 {
     /* the TCP settings come before dbname: the connection string's own win */
@@ -62,6 +73,7 @@ static void start_connect(rw_pg *pg, const struct rw_pg_lookup *l)
         return;
     }
     PQsetnonblocking(pg->conn, 1);
+    PQsetNoticeProcessor(pg->conn, on_notice, pg);
     ev_timer_set(&pg->timer, pg->connect_timeout_s, 0.);
     ev_timer_start(pg->loop, &pg->timer);
     rw_pg_watch(pg, EV_WRITE);

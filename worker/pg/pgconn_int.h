@@ -23,6 +23,7 @@ struct rw_pg {
     int io_events;
     ev_timer timer;       /* connect timeout, or deferred connect failure */
     int reply_timeout_s;  /* 0: none */
+    bool quiet_notices;   /* the server's warnings go to the debug log too */
     ev_timer reply_timer; /* no byte from the server while ops are in flight */
     char *pending_error;  /* connect failure to report from the timer */
     struct rw_pg_lookup *lookup; /* host names being resolved off the loop */
