@@ -140,3 +140,91 @@ begin
         where name = v_queue and locked_by = v_worker;
     end if;
 end $$;
+
+-- A failure and a release named their rows the same way (`j.id = any
+-- (p_ids) and j.locked_by = p_worker and j.state = 'running'`, 013 and 001),
+-- with the same generic plan through every job the worker holds. They now
+-- find each id through jobs_pkey too: fail_jobs locks the rows it found
+-- (so its history rows and its update see the same ones), release_jobs
+-- updates the row versions it found by ctid.
+create or replace function rlsworker.fail_jobs(p_worker text, p_ids bigint[], p_errors text[],
+                                               p_delays_ms bigint[], p_dead boolean[])
+returns int
+language plpgsql set search_path = pg_catalog, pg_temp
+set enable_seqscan = off set enable_bitmapscan = off as $$
+declare
+    qs text[];
+    n int;
+    tids tid[];
+begin
+    select array_agg(x.ctid) into tids
+    from unnest(p_ids) as t(id)
+    cross join lateral (
+        select j.ctid, j.state, j.locked_by from rlsworker.jobs j
+        where j.id = t.id limit 1 for update) x
+    where x.state = 'running' and x.locked_by = p_worker;
+    if tids is null then
+        return 0;
+    end if;
+
+    insert into rlsworker.job_history (job_id, task, queue, subject, run_as, attempts,
+                                       outcome, worker_id, error, created_at, started_at)
+    select j.id, j.task, j.queue, j.subject, j.run_as, j.attempts,
+           case when not f.dead then 'failed'
+                when j.cancel_requested then 'cancelled'
+                else 'dead' end,
+           j.locked_by, left(f.err, 2000), j.created_at, j.locked_at
+    from rlsworker.jobs j
+    join unnest(p_ids, p_errors, p_dead) as f(id, err, dead) on f.id = j.id
+    where j.ctid = any (tids);
+
+    with f as (
+        select * from unnest(p_ids, p_errors, p_delays_ms, p_dead) as t(id, err, delay_ms, dead)
+    ), u as (
+        update rlsworker.jobs j set
+            state = case when f.dead then 'dead' else 'queued' end,
+            run_at = case when f.dead then j.run_at
+                          else now() + f.delay_ms * interval '1 millisecond' end,
+            last_error = left(f.err, 4000),
+            locked_by = null, locked_at = null, lock_token = null,
+            cancel_requested = false, updated_at = now()
+        from f
+        where j.ctid = any (tids) and j.id = f.id
+        returning j.queue
+    )
+    select array_agg(queue) filter (where queue is not null), count(*) into qs, n from u;
+    if qs is not null then
+        perform rlsworker.unlock_queues(p_worker, qs);
+    end if;
+    return n;
+end $$;
+
+create or replace function rlsworker.release_jobs(p_worker text, p_ids bigint[])
+returns int
+language plpgsql set search_path = pg_catalog, pg_temp
+set enable_seqscan = off set enable_bitmapscan = off as $$
+declare
+    qs text[];
+    n int;
+begin
+    with u as (
+        update rlsworker.jobs j set
+            state = 'queued', attempts = greatest(j.attempts - 1, 0),
+            locked_by = null, locked_at = null, lock_token = null, updated_at = now()
+        where j.ctid = any (array(
+            select x.ctid from unnest(p_ids) as t(id)
+            cross join lateral (
+                select j2.ctid, j2.state, j2.locked_by from rlsworker.jobs j2
+                where j2.id = t.id limit 1) x
+            where x.state = 'running' and x.locked_by = p_worker))
+        returning j.queue
+    )
+    select array_agg(queue) filter (where queue is not null), count(*) into qs, n from u;
+    if qs is not null then
+        perform rlsworker.unlock_queues(p_worker, qs);
+    end if;
+    if n > 0 then
+        perform pg_notify('rlsworker_jobs', '');
+    end if;
+    return n;
+end $$;

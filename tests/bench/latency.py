@@ -15,9 +15,15 @@ add_job starts executing, so the sample includes the enqueue's insert, its
 commit (fsync) and NOTIFY, the claim, taking a connection of the user pool,
 BEGIN and setting the claims.
 
+The enqueue's own insert and commit are in every sample, and they are not
+the worker's: so two more figures split them off. ac_* (after commit) is
+started_at minus the client's clock when the enqueue's execute returned
+(committed, autocommit); enq_* is how long that execute took. Both clocks
+are this host's.
+
 Env: DATABASE_URL (admin role), SAMPLES (1000), WARMUP (100),
 SAMPLE_TIMEOUT_S (10 per job). Prints one line:
-    p50_ms=.. p95_ms=.. p99_ms=.. avg_ms=.. min_ms=.. max_ms=..
+    p50_ms=.. p95_ms=.. p99_ms=.. avg_ms=.. min_ms=.. max_ms=.. ac_p50=.. ac_p99=.. enq_p50=.. enq_p99=..
 Run with /usr/bin/python3 (Debian's, which has psycopg 3).
 """
 import os
@@ -84,8 +90,12 @@ def main():
         if warmup:
             wait_for(conn, seen, str(-warmup), timeout_s * 3)
         time.sleep(1.0)
+        committed, enqueue_ms = {}, []
         for i in range(samples):
+            t = time.time()
             conn.execute(ENQUEUE, (i,))
+            committed[i] = time.time()
+            enqueue_ms.append((committed[i] - t) * 1000.0)
             wait_for(conn, seen, str(i), timeout_s)
         row = conn.execute(
             "with s as (select extract(epoch from started_at - enqueued_at) * 1000 as ms"
@@ -94,10 +104,21 @@ def main():
             " percentile_disc(0.95) within group (order by ms),"
             " percentile_disc(0.99) within group (order by ms),"
             " avg(ms), min(ms), max(ms) from s").fetchone()
+        started = conn.execute("select n, extract(epoch from started_at)::float8"
+                               " from bench_latency where n >= 0").fetchall()
     if row[0] != samples:
         raise SystemExit("latency: %d samples recorded, expected %d" % (row[0], samples))
+    after = sorted((at - committed[n]) * 1000.0 for n, at in started)
+    enqueue_ms.sort()
     print("p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f avg_ms=%.2f min_ms=%.2f max_ms=%.2f"
-          % tuple(float(v) for v in row[1:]))
+          % tuple(float(v) for v in row[1:]),
+          "ac_p50=%.2f ac_p99=%.2f enq_p50=%.2f enq_p99=%.2f"
+          % (pct(after, 0.5), pct(after, 0.99), pct(enqueue_ms, 0.5), pct(enqueue_ms, 0.99)))
+
+
+def pct(xs, q):
+    """percentile_disc of a sorted list, as the SQL above."""
+    return xs[max(0, min(len(xs) - 1, int(-(-q * len(xs) // 1)) - 1))]
 
 
 if __name__ == "__main__":

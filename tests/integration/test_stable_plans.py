@@ -70,5 +70,22 @@ def test_completions_read_only_their_own_rows_while_many_are_held(db):
                 conn.execute("select rlsworker_api.complete_job(%s, %s)", pair[4])
                 read = read_rows(conn) - before
                 assert read < 50, "5 completions read %d rows of %d held" % (read, held)
+        # a failure and a release named their rows the same way; their old
+        # plans happened to stay on jobs_pkey here, so this guards the new ones
+        for k in range(8):
+            pair = [r[0] for r in rows[40 + 4 * k:44 + 4 * k]]
+            with conn.transaction():
+                before = read_rows(conn)
+                n = conn.execute(
+                    "select rlsworker.fail_jobs('w-sp', %s, array['boom', 'boom'],"
+                    " array[0, 0]::bigint[], array[false, true])", (pair[:2],)).fetchone()[0]
+                assert n == 2
+                n = conn.execute("select rlsworker.release_jobs('w-sp', %s)",
+                                 (pair[2:],)).fetchone()[0]
+                assert n == 2
+                read = read_rows(conn) - before
+                assert read < 50, "a failure and a release read %d rows of %d held" % (read, held)
     assert db.val("select count(*) from rlsworker.jobs") == held - 40
     assert db.val("select count(*) from rlsworker.job_runs where outcome = 'succeeded'") == 40
+    assert db.val("select count(*) from rlsworker.jobs where state = 'dead'") == 8
+    assert db.val("select count(*) from rlsworker.jobs where state = 'queued'") == 24
