@@ -65,7 +65,7 @@ const struct rw_option rw_options[] = {
       "crontab file of periodic jobs"),
     I("concurrency", "RLSWORKER_CONCURRENCY", concurrency, "10", 1, 1000, false,
       "jobs in flight at once in this process"),
-    I("vacuum_every", "RLSWORKER_VACUUM_EVERY", vacuum_every, "50000", 0, 100000000, true,
+    I("vacuum_every", "RLSWORKER_VACUUM_EVERY", vacuum_every, "25000", 0, 100000000, true,
       "the worker vacuums rlsworker.jobs after claiming this many jobs, so long drains "
       "keep their speed (0: leave it to autovacuum)"),
     I("claim_batch", "RLSWORKER_CLAIM_BATCH", claim_batch, "100", 1, 1000, true,
