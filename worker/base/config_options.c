@@ -68,11 +68,11 @@ const struct rw_option rw_options[] = {
     I("vacuum_every", "RLSWORKER_VACUUM_EVERY", vacuum_every, "25000", 0, 100000000, true,
       "the worker vacuums rlsworker.jobs after claiming this many jobs, so long drains "
       "keep their speed (0: leave it to autovacuum)"),
-    I("claim_batch", "RLSWORKER_CLAIM_BATCH", claim_batch, "100", 1, 1000, true,
+    I("claim_batch", "RLSWORKER_CLAIM_BATCH", claim_batch, "200", 1, 1000, true,
       "most jobs claimed in one round trip"),
     I("prefetch", "RLSWORKER_PREFETCH", prefetch, "-1", -1, 1000, true,
       "jobs claimed ahead of free slots and held in this process (-1: concurrency "
-      "times group_commit_max, at least 100, at most 1000)"),
+      "times group_commit_max, at least 200, at most 1000)"),
     C("group_commit", "RLSWORKER_GROUP_COMMIT", group_commit, "on", on_off_choices, true,
       "on or off: ready user jobs of one role share a transaction, each in its own "
       "savepoint (docs/guarantees.md)"),
@@ -180,5 +180,5 @@ int rw_config_prefetch(const struct rw_config *cfg)
     if (cfg->prefetch >= 0)
         return cfg->prefetch;
     n = (long)cfg->concurrency * rw_config_group_max(cfg);
-    return n < 100 ? 100 : n > 1000 ? 1000 : (int)n;
+    return n < 200 ? 200 : n > 1000 ? 1000 : (int)n;
 }
