@@ -30,7 +30,8 @@
 #      SCALE_JOBS ("10000 1000000": queue lengths the scale phase drains, no-op jobs
 #      enqueued with add_jobs) SCALE_CONCURRENCY (10)
 #      ENQ_JOBS ("20000 100000") ENQ_TASKS ("noop user_insert")
-#      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH (100)
+#      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH ("default": no --claim-batch, the
+#      worker's own default; or a number)
 #      PREFETCHES ("default": list of --prefetch values to measure, e.g. "default 0 100";
 #      "default" passes no --prefetch, so the worker sizes it from the concurrency)
 #      PERF_DIR (unset: when set, each drain runs under `perf record -a -g` into
@@ -59,7 +60,7 @@ if [ "${QUICK:-0}" = 1 ]; then
 fi
 JOBS=${JOBS:-20000}; RUNS=${RUNS:-3}; CONCURRENCIES=${CONCURRENCIES:-1 10 50}
 TASKS=${TASKS:-noop user_insert}; SAMPLES=${SAMPLES:-1000}; LAT_CONCURRENCY=${LAT_CONCURRENCY:-24}
-PHASES=${PHASES:-throughput latency}; CLAIM_BATCH=${CLAIM_BATCH:-100}
+PHASES=${PHASES:-throughput latency}; CLAIM_BATCH=${CLAIM_BATCH:-default}
 SCALE_JOBS=${SCALE_JOBS:-10000 1000000}
 PREFETCHES=${PREFETCHES:-default}; PREFETCH=default
 ENQ_JOBS=${ENQ_JOBS:-20000 100000}; ENQ_TASKS=${ENQ_TASKS:-noop user_insert}
@@ -67,7 +68,7 @@ HISTORIES=${HISTORIES:-on}; HISTORY=on
 BIN=${RLSWORKER_BIN:-$repo/build-bench/rlsworker}
 PEERS=${BENCH_PEERS_DIR:-$repo/../shared/bench-peers}
 DB=bench_rlsworker
-for v in "$JOBS" "$RUNS" "$SAMPLES" "$CLAIM_BATCH" ${PREFETCHES//default/0} $ENQ_JOBS; do
+for v in "$JOBS" "$RUNS" "$SAMPLES" "${CLAIM_BATCH//default/0}" ${PREFETCHES//default/0} $ENQ_JOBS; do
     case "$v" in ''|*[!0-9]*) echo "bench: JOBS, RUNS, SAMPLES and CLAIM_BATCH must be whole numbers" >&2; exit 2;; esac
 done
 for v in $HISTORIES; do
@@ -232,10 +233,11 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 run_once() { # concurrency
     local pid rss max=0 pf=()
     [ "$PREFETCH" = default ] || pf=(--prefetch "$PREFETCH")
+    [ "$CLAIM_BATCH" = default ] || pf+=(--claim-batch "$CLAIM_BATCH")
     local under=()   # profile: the whole machine while the worker runs
     [ -z "${2:-}" ] || under=(perf record -q -a -g -o "$2" --)
     "${under[@]}" "$BIN" run --once --tasks "$tasks" --concurrency "$1" \
-        --claim-batch "$CLAIM_BATCH" "${pf[@]}" --log-level warning &
+        "${pf[@]}" --log-level warning &
     pid=$!
     local pm; pm=$(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)
     while kill -0 "$pid" 2>/dev/null; do
