@@ -238,3 +238,14 @@ def test_session_proxy_as_direct_url_listens(rlsworker, db, bouncer, pg, tasks_d
         assert median < 0.3
     finally:
         session.stop()
+
+
+def test_the_queue_is_vacuumed_through_the_pooler(rlsworker, pooled, bouncer, tmp_path):
+    """VACUUM may not run in a transaction block; through a transaction
+    pooler the worker's vacuum connection still runs it (scheduler/vacuum.c)."""
+    vacuum = _module("test_vacuum")
+    vacuum.queue_noops(pooled, vacuum.JOBS)
+    before = vacuum.vacuums(pooled)
+    log = vacuum.drain(rlsworker, pooled, tmp_path, "--vacuum-every", "200")
+    assert vacuum.vacuums(pooled) - before >= 1, log
+    assert "could not vacuum" not in log
