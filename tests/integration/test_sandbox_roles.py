@@ -120,10 +120,10 @@ def test_run_as_of_a_configured_but_privileged_pool_is_unreachable(rlsworker, db
         -- task: look
         -- run_as: user
     """ + PROBE_SQL)
-    db.sql("alter table rlsworker.jobs disable trigger jobs_check_run_as")
+    db.sql("alter table rlsworker.jobs disable trigger jobs_before_insert")   # 017: its run_as check
     db.sql("select rlsworker.add_job('look', '{\"tag\":\"x\"}', claims => '{\"sub\":\"eve\"}', "
            "run_as => 'admin')")
-    db.sql("alter table rlsworker.jobs enable trigger jobs_check_run_as")
+    db.sql("alter table rlsworker.jobs enable trigger jobs_before_insert")
     run_once(rlsworker, db, tasks_dir)
     state, err = db.one("select state, last_error from rlsworker.jobs")
     assert state == "dead" and 'no connection is configured for role "admin"' in err
