@@ -18,7 +18,6 @@ struct rw_sched;
 
 struct rw_stats {
     long long claimed, completed, failed, dead, released;
-    long long vacuums;            /* of rlsworker.jobs by this worker (vacuum.c) */
 };
 
 /* Upward reports of the scheduler, given at construction. */

@@ -15,10 +15,6 @@
  * another worker's vacuum or autovacuum, and one vacuum at a time. Only the
  * table's owner (or a superuser) may vacuum it: a role that is not gets one
  * line in the log and autovacuum keeps the table. */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "scheduler/scheduler_int.h"
 #include "worker/base/log.h"
 
@@ -38,7 +34,6 @@ static void vacuumed(rw_pg *pg, const struct rw_pg_result *r, void *arg)
                     "claimed jobs (vacuum_every)", r->error, s->cfg->vacuum_every);
         return;
     }
-    s->stats.vacuums++;
     rw_debug("vacuumed rlsworker.jobs in %.0f ms", (ev_time() - s->vac_started) * 1000.0);
 }
 

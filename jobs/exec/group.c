@@ -448,18 +448,15 @@ out_of_memory:
 static int by_subject(const void *a, const void *b)
 {
     const struct member *x = a, *y = b;
-    const char *sx = x->job ? x->job->subject : NULL, *sy = y->job ? y->job->subject : NULL;
     int c;
 
     if (!x->job || !y->job)               /* members that left go last */
         return !x->job - !y->job;
-    if (!sx || !sy)
-        c = !!sx - !!sy;
+    if (!x->job->subject || !y->job->subject)   /* no subject first */
+        c = !!x->job->subject - !!y->job->subject;
     else
-        c = strcmp(sx, sy);
-    if (c)
-        return c;
-    return x->seq - y->seq;
+        c = strcmp(x->job->subject, y->job->subject);
+    return c ? c : x->seq - y->seq;
 }
 
 static void group_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)

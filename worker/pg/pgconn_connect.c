@@ -15,7 +15,7 @@ static struct rw_pg_tcp tcp_defaults;
 
 void rw_pg_set_tcp_defaults(const struct rw_pg_tcp *tcp) { tcp_defaults = *tcp; }
 
-/* Starts libpq's connect; `l`, when given, holds the resolved addresses. */
+/* libpq's notice processor: the server's notices go to the log. */
 static void on_notice(void *arg, const char *message)
 {
     const rw_pg *pg = arg;
@@ -27,6 +27,7 @@ static void on_notice(void *arg, const char *message)
         rw_debug("the server says on the %s connection: %.*s", pg->app_name, n, message);
 }
 
+/* Starts libpq's connect; `l`, when given, holds the resolved addresses. */
 static void start_connect(rw_pg *pg, const struct rw_pg_lookup *l)
 {
     /* the TCP settings come before dbname: the connection string's own win */
