@@ -2,21 +2,40 @@
 -- job_history insert, so tests/bench/bench.sh (HISTORY="on off") measures what
 -- recording history costs, on one cluster in one run. Never apply this to a
 -- real database: finished runs would leave no history.
--- Keep each body equal to its newest migration's minus the history insert.
+-- Keep each body equal to its newest migration's minus the history insert:
+-- rlsworker.complete_held (016; rlsworker.complete_jobs and the group's
+-- rlsworker_api.complete_jobs both call it) and rlsworker_api.complete_job
+-- (016).
 
-create or replace function rlsworker.complete_jobs(p_worker text, p_ids bigint[])
+create or replace function rlsworker.complete_held(p_worker text, p_ids bigint[], p_tokens uuid[])
 returns int
-language plpgsql set search_path = pg_catalog, pg_temp as $$
+language plpgsql
+set search_path = pg_catalog, pg_temp
+set enable_seqscan = off set enable_bitmapscan = off as $$
 declare
     qs text[];
     n int;
 begin
-    with d as (
+    with held as (
+        select x.ctid
+        from unnest(p_ids, p_tokens) as t(id, token)     -- no tokens: null each
+        cross join lateral (
+            select j.ctid, j.state, j.locked_by, j.lock_token
+            from rlsworker.jobs j where j.id = t.id limit 1) x
+        where x.state = 'running'
+          and (p_worker is null or x.locked_by = p_worker)
+          and (p_tokens is null or x.lock_token = t.token)
+    ), d as (
         delete from rlsworker.jobs j
-        where j.id = any (p_ids) and j.locked_by = p_worker and j.state = 'running'
-        returning j.queue
+        where j.ctid = any (array(select held.ctid from held))
+        returning j.queue, j.locked_by
+    ), a as (   -- what the history's columns and ids took is gone with it
+        select array_agg(d.queue) filter (where d.queue is not null) as qs,
+               min(d.locked_by) as worker,
+               count(*) as n
+        from d
     )
-    select array_agg(queue) filter (where queue is not null), count(*) into qs, n from d;
+    select a.qs, a.n, coalesce(p_worker, a.worker) into qs, n, p_worker from a;
     if qs is not null then
         perform rlsworker.unlock_queues(p_worker, qs);
     end if;
@@ -30,9 +49,14 @@ declare
     v_queue text;
     v_worker text;
 begin
-    delete from rlsworker.jobs
-    where id = p_id and lock_token = p_token and state = 'running'
-    returning queue, locked_by into v_queue, v_worker;
+    with d as (
+        delete from rlsworker.jobs j
+        where j.ctid = (select x.ctid from rlsworker.jobs x
+                        where x.id = p_id and x.lock_token = p_token limit 1)
+          and j.state = 'running'
+        returning j.queue, j.locked_by
+    )
+    select d.queue, d.locked_by into v_queue, v_worker from d;
     if not found then
         raise exception using errcode = 'RW001',
             message = format('job %s is no longer held by this worker', p_id);
