@@ -48,7 +48,7 @@
 # Result lines:
 #   rlsworker task=noop concurrency=10 jobs=20000 runs=3 jobs_per_s=MED (min .. max) raw_jobs_per_s=...
 #   rlsworker_latency task=user_latency concurrency=24 samples=1000 runs=3 p50_ms=MED (min .. max) p95_ms=.. p99_ms=.. avg_ms=..
-#     ac_p50=.. ac_p99=.. (after the enqueue's commit) enq_p50=.. enq_p99=.. (the enqueue's execute)
+#     ac_p50=MED (min .. max) ac_p99=.. (after the enqueue's commit) enq_p50=.. enq_p99=.. (the enqueue's execute)
 #   rlsworker_enqueue fn=add_job task=noop jobs=20000 runs=3 jobs_per_s=MED (min .. max)
 #   rlsworker_scale task=noop concurrency=10 jobs=N enqueue_jobs_per_s=.. jobs_per_s=.. jobs_heap_index_mib_queued=H/I drained=H/I vacuumed=H/I
 set -euo pipefail
@@ -342,15 +342,11 @@ latency() {
             use_variant "$v"
             out=$(vfile lat "$v")
             line=
-            for k in p50 p95 p99 avg min max; do
-                line="$line $k""_ms=$(grep -o "$k""_ms=[0-9.]*" "$out" | cut -d= -f2 |
+            # ac_*: after the enqueue's commit (the worker's part); enq_*: the enqueue itself
+            for k in p50_ms p95_ms p99_ms avg_ms min_ms max_ms ac_p50 ac_p99 enq_p50 enq_p99; do
+                line="$line $k=$(grep -o "$k=[0-9.]*" "$out" | cut -d= -f2 |
                     sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2;
                     printf "%.2f (min %.2f max %.2f)", m, a[1], a[NR]}')"
-            done
-            # after the enqueue's commit (the worker's part), and the enqueue itself
-            for k in ac_p50 ac_p99 enq_p50 enq_p99; do
-                line="$line $k=$(grep -o "$k=[0-9.]*" "$out" | cut -d= -f2 | sort -g |
-                    awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}')"
             done
             echo "rlsworker_latency task=user_latency concurrency=$c $VTAG sync_commit=$sync_now samples=$SAMPLES runs=$RUNS$line"
         done
