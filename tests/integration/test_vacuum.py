@@ -35,9 +35,11 @@ def test_the_worker_vacuums_the_queue_every_vacuum_every_claims(rlsworker, db, t
     before = vacuums(db)
     log = drain(rlsworker, db, tmp_path, "--vacuum-every", "200")
     # 600 claims, a vacuum after each 200 (one at a time: a claim that
-    # comes while one runs waits for the next 200)
+    # comes while one runs waits for the next 200). The count is the
+    # server's: a --once run this short can stop before the answer of its
+    # last vacuum arrives, so its own "vacuumed" line is not always there.
     assert 1 <= vacuums(db) - before <= 3, log
-    assert "vacuumed rlsworker.jobs" in log
+    assert "could not vacuum" not in log
 
 
 def test_vacuum_every_0_leaves_the_queue_to_autovacuum(rlsworker, db, tmp_path):
