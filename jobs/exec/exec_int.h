@@ -18,6 +18,8 @@ struct rw_executor {
     struct rw_group *groups;      /* group.c: groups still without a connection */
     ev_prepare group_prep;        /* asks the pools for their connections once a turn */
     bool group_prep_init;
+    bool plans_warned;            /* group.c: logged that a group's plans need its claims */
+    bool plan_each_job;           /* rw_exec_plan_each_job: groups never ask plan_generic */
 };
 
 /* builtin_api.c: the host built-ins call back into. */
@@ -32,10 +34,13 @@ void rw_exec_released(struct rw_job *job);
 void rw_exec_lost(struct rw_job *job);
 int rw_exec_timeout_s(const struct rw_job *job);
 
-/* executor_sql.c, for group.c: a job's settings statement (params needs 4
- * slots and must live until the statement is sent), and the reset of a
- * connection after a failed job. */
-struct rw_pg_stmt rw_exec_settings_stmt(struct rw_job *job, const char **params, const char *tmo);
+/* executor_sql.c, for group.c: a job's settings statement (params needs
+ * RW_SETTINGS_NPARAMS slots and must live until the statement is sent;
+ * plans_once: its group's plans need no claims, see group.c), and the
+ * reset of a connection after a failed job. */
+#define RW_SETTINGS_NPARAMS 5
+struct rw_pg_stmt rw_exec_settings_stmt(struct rw_job *job, const char **params, const char *tmo,
+                                        bool plans_once);
 void rw_exec_reset_after_failure(rw_pg *pg, struct rw_pconn *pc);
 /* executor_sql.c, for executor.c: the pool waiter's callbacks of a SQL job
  * (it has its connection: run its transaction; or none came: released). */

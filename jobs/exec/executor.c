@@ -93,8 +93,13 @@ struct rw_executor *rw_exec_new(struct ev_loop *loop, const struct rw_config *cf
 
     if (!ex)
         return NULL;
-    *ex = (struct rw_executor){loop, cfg, *pools, metrics, NULL, *cb, NULL, NULL, {0}, false};
+    *ex = (struct rw_executor){loop, cfg, *pools, metrics, NULL, *cb, NULL, NULL, {0}, false, false, false};
     return ex;
+}
+
+void rw_exec_plan_each_job(struct rw_executor *ex)
+{
+    ex->plan_each_job = true;
 }
 
 void rw_exec_set_tasks(struct rw_executor *ex, const struct rw_registry *tasks)

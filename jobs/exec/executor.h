@@ -71,6 +71,10 @@ struct rw_executor *rw_exec_new(struct ev_loop *loop, const struct rw_config *cf
                                 struct rw_metrics *metrics, const struct rw_exec_callbacks *cb);
 /* The registry new jobs look their task up in (borrowed; SIGHUP swaps it). */
 void rw_exec_set_tasks(struct rw_executor *ex, const struct rw_registry *tasks);
+/* Every user job is planned for its own claims, in a group too: the
+ * database has a function marked IMMUTABLE that reads settings
+ * (RW_SQL_IMMUTABLE_READERS, worker/checks/rolecheck.h). */
+void rw_exec_plan_each_job(struct rw_executor *ex);
 void rw_exec_free(struct rw_executor **ex);
 /* Immediate stop: drops every pool's connections; running jobs see conn_lost. */
 void rw_exec_disconnect_all(struct rw_executor *ex);

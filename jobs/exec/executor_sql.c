@@ -195,18 +195,21 @@ static int bind_all(struct rw_job *job, struct sql_run *run, char *err, size_t e
 }
 
 /* A user job's settings, first in its transaction, all transaction-local.
- * plan_cache_mode: a statement prepared once for a group (group.c) is
- * planned again for each job, with the job's claims in place, as an unnamed
- * statement is: a generic plan would keep whatever a function wrongly marked
- * IMMUTABLE returned for the claims of the job that planned it. */
+ * plan_cache_mode ($4): force_custom_plan, so a statement prepared once for
+ * a group (group.c) is planned again for each job, with the job's claims in
+ * place, as an unnamed statement is: a generic plan made while a job's
+ * claims are set would keep whatever a function wrongly marked IMMUTABLE
+ * returned for them. auto only in a group whose plans were shown not to
+ * depend on the claims and were made without any
+ * (rlsworker_api.plan_generic, deploy/sql/018). */
 #define SET_CLAIMS_SQL                                                        \
     "select set_config('request.jwt.claims', $1, true),"                   \
     " set_config('statement_timeout', $2, true),"                          \
     " set_config('rlsworker.chain_token', $3, true),"                      \
-    " set_config('plan_cache_mode', 'force_custom_plan', true)"
+    " set_config('plan_cache_mode', $4, true)"
 static const char set_claims_sql[] = SET_CLAIMS_SQL;
-/* The same, plus request.jwt.claim.<name> for `sub` ($4 = 'sub') or every
- * top-level string claim ($4 = 'all') (claim_settings, docs/security.md).
+/* The same, plus request.jwt.claim.<name> for `sub` ($5 = 'sub') or every
+ * top-level string claim ($5 = 'all') (claim_settings, docs/security.md).
  * A name is used only when it is a plain identifier PostgreSQL accepts in
  * a setting name, and no other claim differs from it only in case (setting
  * names are case-insensitive: "SUB" must not overwrite "sub"). */
@@ -216,20 +219,22 @@ static const char set_claims_and_gucs_sql[] =
     "    from jsonb_each(case jsonb_typeof($1::jsonb) when 'object' then $1::jsonb"
     "                    else '{}' end) c"
     "   where jsonb_typeof(c.value) = 'string'"
-    "     and ($4 = 'all' or c.key = 'sub')"
+    "     and ($5 = 'all' or c.key = 'sub')"
     "     and c.key ~ '^[A-Za-z_][A-Za-z0-9_]*$'"
     "     and (select count(*) from jsonb_object_keys($1::jsonb) k"
     "           where lower(k) = lower(c.key)) = 1)";
 
-struct rw_pg_stmt rw_exec_settings_stmt(struct rw_job *job, const char **params, const char *tmo)
+struct rw_pg_stmt rw_exec_settings_stmt(struct rw_job *job, const char **params, const char *tmo,
+                                        bool plans_once)
 {
     params[0] = job->claims;
     params[1] = tmo;
     params[2] = job->t->chain ? job->lock_token : "";
-    params[3] = job->ex->cfg->claim_settings;
-    return strcmp(params[3], "off") == 0
-        ? RW_PG_STMT(set_claims_sql, 3, params)
-        : RW_PG_STMT(set_claims_and_gucs_sql, 4, params);
+    params[3] = plans_once ? "auto" : "force_custom_plan";
+    params[4] = job->ex->cfg->claim_settings;
+    return strcmp(params[4], "off") == 0
+        ? RW_PG_STMT(set_claims_sql, 4, params)
+        : RW_PG_STMT(set_claims_and_gucs_sql, 5, params);
 }
 
 /* The pool's waiter callback: the job has its connection. */
@@ -242,7 +247,7 @@ void rw_exec_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
     int n = t->nstmts + FIXED_BEFORE + FIXED_AFTER;
     struct rw_pg_stmt *st = calloc((size_t)n, sizeof *st);
     char id[32], tmo[32], err[600];
-    const char *set_params[4], *done_params[2];
+    const char *set_params[RW_SETTINGS_NPARAMS], *done_params[2];
     bool user = t->run_as != RW_RUN_AS_SYSTEM;   /* from the task, never the pool */
 
     job->pc = pc;
@@ -280,7 +285,7 @@ void rw_exec_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
     snprintf(tmo, sizeof tmo, "%d", rw_exec_timeout_s(job) * 1000);
     st[0] = RW_PG_STMT("begin", 0, NULL);
     if (user) {
-        st[1] = rw_exec_settings_stmt(job, set_params, tmo);
+        st[1] = rw_exec_settings_stmt(job, set_params, tmo, false);
     } else {
         set_params[0] = tmo;
         st[1] = RW_PG_STMT(

@@ -28,48 +28,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobs/exec/exec_int.h"
-#include "jobs/exec/group.h"
-#include "jobs/exec/prepcache.h"
+#include "jobs/exec/group_int.h"
 #include "jobs/task/taskfile.h"
 #include "worker/base/config.h"
 #include "worker/base/log.h"
 #include "worker/pg/errtext.h"
-
-#define SQLSTATE_NOT_HELD "RW001"
-#define SQLSTATE_QUERY_CANCELED "57014"
-#define OWNER_GROUP (-1)          /* begin, rollback to savepoint, commit, reset */
-#define OWNER_COMPLETION (-2)     /* the group's complete_jobs */
-
-enum member_state { M_PENDING, M_SENT, M_RELEASED, M_ENDED };
-
-struct member {
-    struct rw_job *job;
-    enum member_state st;
-    int seq;                      /* its place in claim order */
-};
-
-/* What each statement of the op in flight is. */
-struct tag {
-    int owner;                    /* member, OWNER_GROUP or OWNER_COMPLETION */
-    int tstmt;                    /* the task's statement number, or -1 */
-    int prep;                     /* a prepare: its prepcache entry; or -1 */
-};
-
-struct rw_group {
-    struct rw_executor *ex;
-    struct rw_pool *pool;
-    struct rw_pool_waiter waiter;
-    struct rw_pconn *pc;
-    struct member *m;
-    int n, cap;
-    bool acquiring;               /* handed to the pool, waiting for a connection */
-    struct tag *tags;             /* per statement of the op in flight */
-    int nstmts;
-    int commit_at;                /* the op's commit, followed by the session reset */
-    struct rw_prepcache preps;
-    struct rw_group *next;        /* the executor's groups without a connection */
-};
 
 bool rw_group_has_room(const struct rw_executor *ex, const struct rw_pool *pool)
 {
@@ -91,7 +54,7 @@ static void unlink_open(struct rw_group *g)
     g->next = NULL;
 }
 
-static void group_free(struct rw_group *g)
+void rw_group_free(struct rw_group *g)
 {
     free(g->m);
     free(g->tags);
@@ -110,7 +73,7 @@ static int live_members(const struct rw_group *g)
 
 /* The member leaves the group before its end is reported (the owner frees
  * the job in on_end). */
-static struct rw_job *take(struct rw_group *g, int i)
+struct rw_job *rw_group_take(struct rw_group *g, int i)
 {
     struct rw_job *job = g->m[i].job;
 
@@ -199,12 +162,12 @@ void rw_group_forget(struct rw_job *job)
 
     for (int i = 0; i < g->n; i++)
         if (g->m[i].job == job)
-            take(g, i);
+            rw_group_take(g, i);
     if (live_members(g) == 0) {
         if (g->acquiring)
             rw_pool_forget(g->pool, &g->waiter);
         unlink_open(g);
-        group_free(g);
+        rw_group_free(g);
     }
 }
 
@@ -217,228 +180,8 @@ static void group_on_fail(struct rw_pool_waiter *wt, const char *why)
             rw_pool_name(g->pool), why, live_members(g));
     for (int i = 0; i < g->n; i++)
         if (g->m[i].st != M_ENDED)
-            rw_exec_released(take(g, i));
-    group_free(g);
-}
-
-/* ---- one op: the statements of the pending members --------------------- */
-
-struct op_build {
-    struct rw_group *g;
-    struct rw_pg_stmt *st;
-    int n, cap;
-    struct tag *tags;
-    struct rw_bind *binds;
-    int nbinds;
-    char (*tmos)[32];
-    const char *(*params)[4];
-    char *done_ids, *done_tokens;     /* the completion's two array literals */
-    const char *done_params[2];
-};
-
-/* Adds a statement of `owner`; when the group prepares, as its prepared
- * statement, preceded by the prepare at its first use. -1 when out of
- * memory. */
-static int add_stmt(struct op_build *b, int owner, int tstmt, const char *sql, int np,
-                    const char *const *p)
-{
-    int k = -1;
-
-    if (rw_config_group_prepare(b->g->ex->cfg) && (k = rw_prepcache_get(&b->g->preps, sql)) < 0)
-        return -1;
-    if (k >= 0 && !b->g->preps.v[k].ready && !b->g->preps.v[k].sending) {
-        b->g->preps.v[k].sending = true;
-        b->tags[b->n] = (struct tag){owner, tstmt, k};
-        b->st[b->n++] = (struct rw_pg_stmt){sql, np, NULL, b->g->preps.v[k].name, true};
-    }
-    b->tags[b->n] = (struct tag){owner, tstmt, -1};
-    b->st[b->n++] = k < 0 ? RW_PG_STMT(sql, np, p)
-                          : (struct rw_pg_stmt){sql, np, p, b->g->preps.v[k].name, false};
-    return 0;
-}
-
-static void add(struct op_build *b, int owner, const char *sql, int np, const char *const *p)
-{
-    b->tags[b->n] = (struct tag){owner, -1, -1};
-    b->st[b->n++] = RW_PG_STMT(sql, np, p);
-}
-
-static void op_build_free(struct op_build *b)
-{
-    for (int i = 0; i < b->nbinds; i++)
-        rw_task_bind_free(&b->binds[i]);
-    free(b->binds);
-    free(b->st);
-    free(b->tags);
-    free(b->tmos);
-    free(b->params);
-    free(b->done_ids);
-    free(b->done_tokens);
-}
-
-static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg);
-
-/* After the commit: what DISCARD ALL does (docs/security.md, "Session reset
- * after every job") but DISCARD PLANS. The queue functions a group calls
- * then keep their plans from one group to the next instead of being
- * analysed and planned again in every group; none of their plans depends
- * on the claims. Each job's own statements still get a plan made for its
- * claims (plan_cache_mode, set with them), and PostgreSQL replans a plan
- * whose role, search_path or tables changed. */
-static const char *const group_reset[] = {
-    "close all", "set session authorization default", "reset all", "deallocate all",
-    "unlisten *", "select pg_advisory_unlock_all()", "discard temp", "discard sequences",
-    NULL};
-
-/* The completion of every member whose effects are in the transaction
- * (released before this op, or sent in it): one statement, as array
- * literals of their ids and lock tokens. 0 when there is none, -1 when
- * out of memory. */
-static int add_completion(struct op_build *b, const struct rw_group *g)
-{
-    size_t li = 2, lt = 2;
-    int n = 0;
-
-    for (int i = 0; i < g->n; i++)
-        if (g->m[i].st == M_SENT || g->m[i].st == M_RELEASED) {
-            n++;
-            li += 21;
-            lt += strlen(g->m[i].job->lock_token) + 1;
-        }
-    if (n == 0)
-        return 0;
-    b->done_ids = malloc(li + 1);
-    b->done_tokens = malloc(lt + 1);
-    if (!b->done_ids || !b->done_tokens)
-        return -1;
-    char *pi = b->done_ids, *pt = b->done_tokens;
-    *pi++ = '{';
-    *pt++ = '{';
-    for (int i = 0; i < g->n; i++)
-        if (g->m[i].st == M_SENT || g->m[i].st == M_RELEASED) {
-            const struct rw_job *job = g->m[i].job;
-            pi += sprintf(pi, "%s%lld", pi[-1] == '{' ? "" : ",", job->id);
-            pt += sprintf(pt, "%s%s", pt[-1] == '{' ? "" : ",", job->lock_token);
-        }
-    strcpy(pi, "}");
-    strcpy(pt, "}");
-    b->done_params[0] = b->done_ids;
-    b->done_params[1] = b->done_tokens;
-    add(b, OWNER_COMPLETION, "select rlsworker_api.complete_jobs($1::bigint[], $2::uuid[])", 2,
-        b->done_params);
-    return 1;
-}
-
-/* Sends `first` (begin, or rollback to savepoint) and every pending member,
- * then their completion, commit and the session reset. */
-static void send_op(struct rw_group *g, const char *first)
-{
-    rw_pg *pg = rw_pconn_pg(g->pc);
-    struct op_build b = {0};
-    int stmts = 12, njobs = 0, nb = 0;
-    bool fresh = strcmp(first, "begin") == 0;
-    char err[600];
-
-    for (int i = 0; i < g->n; i++)
-        if (g->m[i].st == M_PENDING) {
-            /* each statement may come with its prepare */
-            stmts += 2 * (8 + g->m[i].job->t->nstmts);
-            nb += g->m[i].job->t->nstmts;
-        }
-    b.g = g;
-    b.cap = stmts;
-    b.st = calloc((size_t)stmts, sizeof *b.st);
-    b.tags = calloc((size_t)stmts, sizeof *b.tags);
-    b.binds = calloc((size_t)nb + 1, sizeof *b.binds);
-    b.tmos = calloc((size_t)g->n, sizeof *b.tmos);
-    b.params = calloc((size_t)g->n, sizeof *b.params);
-    if (!b.st || !b.tags || !b.binds || !b.tmos || !b.params)
-        goto out_of_memory;
-    add(&b, OWNER_GROUP, first, 0, NULL);
-    for (int i = 0; i < g->n; i++) {
-        struct member *m = &g->m[i];
-        struct rw_job *job = m->job;
-        int bind0 = b.nbinds;
-        bool ok = true;
-
-        if (m->st != M_PENDING)
-            continue;
-        if (job->abandoned) {
-            rw_exec_released(take(g, i));
-            continue;
-        }
-        if (job->cancel_requested) {
-            rw_exec_failed(take(g, i), "cancelled: by operator", true);
-            continue;
-        }
-        for (int k = 0; k < job->t->nstmts && ok; k++) {
-            if (rw_task_bind(&job->t->stmts[k], job->payload, job->subject, job->id,
-                             job->attempts, &b.binds[b.nbinds], err, sizeof err) < 0)
-                ok = false;
-            else
-                b.nbinds++;
-        }
-        if (!ok) {
-            while (b.nbinds > bind0)
-                rw_task_bind_free(&b.binds[--b.nbinds]);
-            rw_exec_failed(take(g, i), err, true);
-            continue;
-        }
-        snprintf(b.tmos[i], sizeof b.tmos[i], "%d", rw_exec_timeout_s(job) * 1000);
-        struct rw_pg_stmt set = rw_exec_settings_stmt(job, b.params[i], b.tmos[i]);
-        int rc = add_stmt(&b, i, -1, "savepoint j", 0, NULL);
-        if (!fresh) {
-            /* what the batch-mate before left in the transaction */
-            rc |= add_stmt(&b, i, -1, "reset all", 0, NULL);
-            rc |= add_stmt(&b, i, -1, "close all", 0, NULL);
-            rc |= add_stmt(&b, i, -1, "discard temp", 0, NULL);
-        }
-        fresh = false;
-        rc |= add_stmt(&b, i, -1, set.sql, set.nparams, set.params);
-        for (int k = 0; k < job->t->nstmts; k++)
-            rc |= add_stmt(&b, i, k, job->t->stmts[k].sql, job->t->stmts[k].nparams,
-                           b.binds[bind0 + k].values);
-        rc |= add_stmt(&b, i, -1, "set constraints all immediate", 0, NULL);
-        rc |= add_stmt(&b, i, -1, "release savepoint j", 0, NULL);
-        m->st = M_SENT;
-        njobs++;
-        if (rc < 0)
-            goto out_of_memory;
-    }
-    if (njobs == 0 && fresh) {
-        /* nothing was sent in this transaction yet: nothing to do */
-        op_build_free(&b);
-        rw_pool_mark_clean(g->pc);
-        rw_pool_release(g->pc);
-        g->pc = NULL;
-        group_free(g);
-        return;
-    }
-    if (add_completion(&b, g) < 0)
-        goto out_of_memory;
-    g->commit_at = b.n;
-    add(&b, OWNER_GROUP, "commit", 0, NULL);
-    for (int i = 0; group_reset[i]; i++)
-        add(&b, OWNER_GROUP, group_reset[i], 0, NULL);
-    free(g->tags);
-    g->tags = b.tags;             /* the group's now, for group_done */
-    b.tags = NULL;
-    g->nstmts = b.n;
-    int rc = rw_pg_submit(pg, b.st, b.n, group_done, g);
-    op_build_free(&b);
-    if (rc < 0) {
-        /* the connection is gone: lost() reports nothing to this op, so end here */
-        for (int i = 0; i < g->n; i++)
-            if (g->m[i].st != M_ENDED)
-                rw_exec_failed(take(g, i), "could not send the job's statements", false);
-        rw_pool_release(g->pc);
-        group_free(g);
-    }
-    return;
-
-out_of_memory:
-    op_build_free(&b);
-    rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
+            rw_exec_released(rw_group_take(g, i));
+    rw_group_free(g);
 }
 
 /* Members run in the order of their subjects (claim order within one):
@@ -472,9 +215,9 @@ static void group_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
         rw_pool_release(pc);
         for (int i = 0; i < g->n; i++)
             if (g->m[i].st != M_ENDED)
-                rw_exec_failed(take(g, i), "connection was not idle before the job; "
+                rw_exec_failed(rw_group_take(g, i), "connection was not idle before the job; "
                                "discarded it", false);
-        group_free(g);
+        rw_group_free(g);
         return;
     }
     qsort(g->m, (size_t)g->n, sizeof *g->m, by_subject);
@@ -492,7 +235,10 @@ static void group_on_conn(struct rw_pool_waiter *wt, struct rw_pconn *pc)
         ev_timer_set(&job->timeout, total, 0.);
         ev_timer_start(ex->loop, &job->timeout);
     }
-    send_op(g, "begin");
+    if (rw_group_asks_plans(g))
+        rw_group_send_plans(g);
+    else
+        rw_group_send_op(g, "begin");
 }
 
 /* ---- results ------------------------------------------------------------- */
@@ -527,7 +273,7 @@ static void end_all(struct rw_group *g, const char *error)
     for (int i = 0; i < g->n; i++) {
         if (g->m[i].st == M_ENDED)
             continue;
-        struct rw_job *job = take(g, i);
+        struct rw_job *job = rw_group_take(g, i);
         if (job->abandoned)
             rw_exec_released(job);
         else if (!error)
@@ -537,26 +283,97 @@ static void end_all(struct rw_group *g, const char *error)
     }
 }
 
-static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+/* The task of the prepared statement `why` names, or NULL. */
+static const struct rw_task *task_named_in(const struct rw_group *g, const char *why)
 {
-    struct rw_group *g = arg;
-    struct rw_pconn *pc = g->pc;
-    int f = -1, n = g->nstmts;
-    char err[1200];
+    for (int p = 0; p < g->preps.n; p++) {
+        const char *at = strstr(why, g->preps.v[p].name);
+        size_t len = strlen(g->preps.v[p].name);
+        if (!at || (at[len] >= '0' && at[len] <= '9'))
+            continue;
+        for (int i = 0; i < g->n; i++)
+            for (int k = 0; g->m[i].job && k < g->m[i].job->t->nstmts; k++)
+                if (strcmp(g->m[i].job->t->stmts[k].sql, g->preps.v[p].sql) == 0)
+                    return g->m[i].job->t;
+    }
+    return NULL;
+}
 
-    for (int i = 0; i < n; i++) {
+/* plan_generic's answer: "" when the group's plans are made once, without
+ * claims; otherwise why each job was planned for its own claims. That is
+ * logged once per worker: it most often means a function marked IMMUTABLE
+ * reads the claims, which leaks between users wherever a plan is reused
+ * (the application's own prepared statements too). */
+static void note_plans(struct rw_group *g, const struct rw_pg_result *r)
+{
+    for (int i = 0; i < g->nstmts && i < r->nresults; i++) {
+        if (g->tags[i].owner != OWNER_PLANS)
+            continue;
+        if (!r->results[i] || PQresultStatus(r->results[i]) != PGRES_TUPLES_OK ||
+            PQntuples(r->results[i]) != 1)
+            return;
+        const char *why = PQgetvalue(r->results[i], 0, 0);
+        const struct rw_task *t = task_named_in(g, why);
+        g->plans_once = !*why;
+        if (!*why)
+            rw_debug("a group of %d jobs of role %s plans its statements once, without claims",
+                     g->n, rw_pool_name(g->pool));
+        else if (!g->ex->plans_warned) {
+            g->ex->plans_warned = true;
+            rw_warn("jobs of role %s are planned one by one for their own claims%s%s%s: %s; "
+                    "look for a function marked IMMUTABLE that reads the claims "
+                    "(current_setting), and mark it STABLE (docs/guarantees.md, \"Plans\"; "
+                    "logged once)", rw_pool_name(g->pool), t ? " (task " : "",
+                    t ? t->name : "", t ? ")" : "", why);
+        } else
+            rw_debug("a group of role %s plans each job for its own claims: %s",
+                     rw_pool_name(g->pool), why);
+        return;
+    }
+}
+
+/* The prepares of the op that came back: ready, or to be sent again. */
+static void note_prepared(struct rw_group *g, const struct rw_pg_result *r)
+{
+    for (int i = 0; i < g->nstmts; i++) {
         int k = g->tags[i].prep;
         if (k >= 0) {
             g->preps.v[k].sending = false;
             g->preps.v[k].ready = status_ok(r, i);
         }
     }
+}
+
+/* send_plans' op came back: the jobs follow in the same transaction, with
+ * plan_cache_mode as plan_generic answered. A failure ends the group as a
+ * failed begin does. */
+void rw_group_plans_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    struct rw_group *g = arg;
+
+    if (!r->ok) {
+        rw_group_done(pg, r, g);
+        return;
+    }
+    note_prepared(g, r);
+    note_plans(g, r);
+    rw_group_send_op(g, NULL);
+}
+
+void rw_group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    struct rw_group *g = arg;
+    struct rw_pconn *pc = g->pc;
+    int f = -1, n = g->nstmts;
+    char err[1200];
+
+    note_prepared(g, r);
 
     if (r->ok) {
         end_all(g, NULL);
         rw_pool_mark_clean(pc);
         rw_pool_release(pc);
-        group_free(g);
+        rw_group_free(g);
         return;
     }
     if (status_ok(r, g->commit_at)) {
@@ -565,7 +382,7 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
                 r->error ? r->error : "no result");
         end_all(g, NULL);
         rw_pool_release(pc);
-        group_free(g);
+        rw_group_free(g);
         return;
     }
     if (r->conn_lost) {
@@ -581,7 +398,7 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
                      r->error ? r->error : "no result");
         rw_pool_release(pc);
         end_all(g, err);
-        group_free(g);
+        rw_group_free(g);
         return;
     }
     for (int i = 0; i < r->nresults && i < n; i++) {
@@ -602,7 +419,7 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
                     live_members(g), rw_pool_name(g->pool), r->error ? r->error : "");
             for (int i = 0; i < g->n; i++)
                 if (g->m[i].st != M_ENDED)
-                    rw_exec_released(take(g, i));
+                    rw_exec_released(rw_group_take(g, i));
         } else {
             char pgerr[RW_ERRTEXT_MAX + 64];
             rw_errtext_pg(pgerr, sizeof pgerr, r->error, r->sqlstate);
@@ -611,7 +428,7 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         }
         g->pc = NULL;
         rw_exec_reset_after_failure(pg, pc);
-        group_free(g);
+        rw_group_free(g);
         return;
     }
     /* member k failed: the ones before it stay in the transaction, the ones
@@ -626,7 +443,7 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         if (g->m[i].st == M_SENT)
             g->m[i].st = i < k ? M_RELEASED : M_PENDING;
     describe(job, g->tags[f].tstmt, r, err, sizeof err);
-    take(g, k);
+    rw_group_take(g, k);
     if (r->sqlstate && strcmp(r->sqlstate, SQLSTATE_NOT_HELD) == 0) {
         rw_job_log(RW_LOG_WARNING, job, "no longer held by this worker; its effects were rolled back");
         rw_exec_lost(job);
@@ -636,5 +453,5 @@ static void group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         rw_exec_released(job);
     } else
         rw_exec_failed(job, err, job->cancel_requested && !job->timed_out);
-    send_op(g, "rollback to savepoint j");
+    rw_group_send_op(g, "rollback to savepoint j");
 }

@@ -345,6 +345,33 @@ def test_security_definer_function_warns(rlsworker, db):
     assert r.returncode == 0
 
 
+def test_immutable_function_that_reads_the_claims_warns(rlsworker, db):
+    """Marked IMMUTABLE, it is evaluated while a plan is made, so a reused
+    plan keeps one user's claims for the next (docs/guarantees.md, "Plans").
+    Named by its body (current_setting), by a call to a STABLE function, or
+    as a SQL-standard body by what it depends on; a true IMMUTABLE function
+    and a STABLE reader are not named."""
+    warn_setup(db, """
+        create function app_uid_imm() returns text language sql immutable
+            as $$ select current_setting('request.jwt.claims', true) $$;
+        create function app_uid_wrap() returns text language plpgsql immutable
+            as $$ begin return auth.user_id(); end $$;
+        create function app_uid_atomic() returns text language sql immutable
+            begin atomic select auth.user_id(); end;
+        create function app_slug(t text) returns text language sql immutable
+            as $$ select lower(t) $$;
+        create function app_uid_stable() returns text language sql stable
+            as $$ select current_setting('request.jwt.claims', true) $$;""")
+    r, report = doctor(rlsworker, db.env())
+    found = checks(report, "WARN", "functions.immutable_reads_settings", "authenticated_backend")
+    named = " ".join(c["message"] for c in found)
+    for f in ("app_uid_imm()", "app_uid_wrap()", "app_uid_atomic()"):
+        assert f in named, describe(report)
+    assert "app_slug" not in named and "app_uid_stable" not in named, describe(report)
+    assert all("ALTER FUNCTION ... STABLE" in c["message"] for c in found)
+    assert r.returncode == 0
+
+
 def test_view_without_security_invoker_warns(rlsworker, db):
     warn_setup(db, "create view all_todos as select * from todos; "
                    "create view my_todos with (security_invoker = true) as select * from todos; "

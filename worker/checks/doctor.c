@@ -85,6 +85,13 @@ static const struct finding findings[] = {
      "role's RLS; fix: check that it authorizes by the current claims, or REVOKE "
      "EXECUTE on it from the role and PUBLIC",
      "can execute no SECURITY DEFINER function"},
+    {"functions.immutable_reads_settings", RW_CHECK_WARN, RW_SQL_IMMUTABLE_READERS,
+     "shares the database with function ", "", ", which is marked IMMUTABLE but reads settings "
+     "or calls a function that is not IMMUTABLE: a plan that is reused keeps what it returned "
+     "for one user's claims and shows it to the next (in the application's own prepared "
+     "statements too), so rlsworker plans every user job for its own claims while it exists; "
+     "fix: ALTER FUNCTION ... STABLE",
+     "no function marked IMMUTABLE reads settings"},
     {"views.security_invoker", RW_CHECK_WARN,
      "select c.oid::regclass::text, pg_get_userbyid(c.relowner)::text"
      " from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace"

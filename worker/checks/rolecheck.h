@@ -107,6 +107,39 @@ int rw_rolecheck_warnings(PGconn *restricted, struct rw_report *rep)
 int rw_rolecheck_canary(PGconn *restricted, struct rw_report *rep)
     __attribute__((warn_unused_result));
 
+/* Functions marked IMMUTABLE that read settings (current_setting, the JWT
+ * claims, the current role) or call a function that is not IMMUTABLE: the
+ * planner evaluates an IMMUTABLE function while it plans, so a plan that is
+ * reused keeps what the function returned for the claims set then, and
+ * shows it to the next user. SQL and PL/pgSQL functions outside the
+ * system's schemas and extensions; a body is read as text (a name built at
+ * run time escapes it). Column 0: the function, 1: ''; $1: most rows.
+ * doctor warns of each; `rlsworker run` plans every user job for its own
+ * claims while there is one (docs/guarantees.md, "Plans"). */
+#define RW_SQL_IMMUTABLE_READERS                                               \
+    "select p.oid::regprocedure::text, '' from pg_catalog.pg_proc p"           \
+    " join pg_catalog.pg_namespace n on n.oid = p.pronamespace"                \
+    " where p.provolatile = 'i' and p.prokind = 'f'"                           \
+    " and n.nspname not in ('pg_catalog', 'information_schema')"               \
+    " and n.nspname not like 'pg\\_%'"                                        \
+    " and p.prolang in (select l.oid from pg_catalog.pg_language l"            \
+    "                   where l.lanname in ('sql', 'plpgsql'))"                 \
+    " and not exists (select from pg_catalog.pg_depend e"                      \
+    "   where e.classid = 'pg_catalog.pg_proc'::regclass and e.objid = p.oid"  \
+    "   and e.deptype = 'e')"                                                  \
+    " and (p.prosrc ~* 'current_setting|request\\.jwt|current_user|session_user|current_role'" \
+    "   or exists (select from pg_catalog.pg_proc g"                           \
+    "     join pg_catalog.pg_namespace gn on gn.oid = g.pronamespace"          \
+    "     where g.provolatile <> 'i' and g.proname ~ '^[a-z_][a-z0-9_]*$'"     \
+    "     and gn.nspname not in ('pg_catalog', 'information_schema')"          \
+    "     and p.prosrc ~* ('\\m' || g.proname || '\\s*\\('))"                  \
+    "   or exists (select from pg_catalog.pg_depend d"                         \
+    "     join pg_catalog.pg_proc g on g.oid = d.refobjid"                     \
+    "     where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid" \
+    "     and d.refclassid = 'pg_catalog.pg_proc'::regclass"                   \
+    "     and g.provolatile <> 'i'))"                                          \
+    " order by 1 limit $1"
+
 /* Shared by the checks (rolecheck.c, doctor.c): runs one parameterized
  * query; on error adds a FAIL check `id` about `role` and returns NULL.
  * The caller owns the result (PQclear). */

@@ -18,6 +18,7 @@
 #include "worker/base/sdnotify.h"
 #include "worker/pg/migrations.h"
 #include "worker/pg/pgconn.h"
+#include "worker/checks/rolecheck.h"
 #include "worker/cli/worker.h"
 
 #define CMD "run"
@@ -52,10 +53,41 @@ static char *login_role(const char *url, const char *what, char *err, size_t err
     return role;
 }
 
-static int check_schema(const struct rw_config *cfg)
+/* The functions that make a reused plan unsafe (RW_SQL_IMMUTABLE_READERS):
+ * while there is one, every user job is planned for its own claims. Warns
+ * once, naming up to five. A failed query counts as one. */
+static bool immutable_readers(PGconn *c)
+{
+    const char *limit = "5";
+    PGresult *r = PQexecParams(c, RW_SQL_IMMUTABLE_READERS, 1, NULL, &limit, NULL, NULL, 0);
+    char names[600] = "";
+    size_t used = 0;
+    bool found = PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) > 0;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rw_rolecheck_oneline(names, sizeof names, PQresultErrorMessage(r));
+        rw_warn("could not list the functions marked IMMUTABLE that read settings: %s; "
+                "every user job is planned for its own claims", names);
+        names[0] = '\0';
+    }
+    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+        int n = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
+                         PQgetvalue(r, i, 0));
+        used = n < 0 || (size_t)n >= sizeof names - used ? sizeof names - 1 : used + (size_t)n;
+    }
+    if (used)
+        rw_warn("function %s is marked IMMUTABLE but reads settings or calls a function that "
+                "is not IMMUTABLE: a reused plan would keep one user's claims for the next, so "
+                "every user job is planned for its own claims; fix: ALTER FUNCTION ... STABLE "
+                "(docs/guarantees.md, \"Plans\")", names);
+    PQclear(r);
+    return found;
+}
+
+static int check_schema(struct rw_worker *w)
 {
     char err[700];
-    PGconn *c = rw_pg_connect_blocking(cfg->database_url, "DATABASE_URL", err, sizeof err);
+    PGconn *c = rw_pg_connect_blocking(w->cfg.database_url, "DATABASE_URL", err, sizeof err);
     int v;
 
     if (!c) {
@@ -63,6 +95,8 @@ static int check_schema(const struct rw_config *cfg)
         return -1;
     }
     v = rw_schema_version(c, err, sizeof err);
+    if (v >= 0 && v == rw_migrations_latest())
+        w->plan_each_job = immutable_readers(c);
     PQfinish(c);
     if (v < 0) {
         rw_cli_error(CMD, "%s", err);
@@ -222,6 +256,8 @@ static int start_scheduler(struct rw_worker *w)
     if (!w->ex)
         return -1;
     rw_exec_set_tasks(w->ex, w->tasks);
+    if (w->plan_each_job)
+        rw_exec_plan_each_job(w->ex);
     return rw_sched_start(w->sched, w->ex);
 }
 
@@ -280,7 +316,7 @@ static int prepare(struct rw_worker *w)
         fprintf(stderr, "rlsworker run: refusing to start:\n%s\n", err);
         return -1;
     }
-    if (check_schema(&w->cfg) < 0)
+    if (check_schema(w) < 0)
         return -1;
     w->user_role = login_role(w->cfg.authenticated_url, "DATABASE_AUTHENTICATED_URL",
                               err, sizeof err);

@@ -27,6 +27,7 @@ struct rw_worker {
     char id[96];
     char host[64];
     bool once;
+    bool plan_each_job;           /* a function makes reused plans unsafe (cmd_run.c) */
 
     /* System jobs run on admin_pool alone. User-scoped jobs resolve their
      * role only in roles[], the configured restricted roles, which never
