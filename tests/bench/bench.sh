@@ -28,7 +28,8 @@
 # Env: JOBS (20000) RUNS (3) CONCURRENCIES ("1 10 50") TASKS ("noop user_insert")
 #      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency"; also "scale", "enqueue")
 #      SCALE_JOBS ("10000 1000000": queue lengths the scale phase drains, no-op jobs
-#      enqueued with add_jobs) SCALE_CONCURRENCY (10)
+#      enqueued with add_jobs) SCALE_CONCURRENCY (10) SCALE_RUNS (3: drains of each
+#      length, median; a drain of 10 000 lasts a third of a second, so one is noise)
 #      ENQ_JOBS ("20000 100000") ENQ_TASKS ("noop user_insert")
 #      SYNC_COMMIT (on|off; restored afterwards) CLAIM_BATCH ("default": no --claim-batch, the
 #      worker's own default; or a number)
@@ -50,7 +51,7 @@
 #   rlsworker_latency task=user_latency concurrency=24 samples=1000 runs=3 p50_ms=MED (min .. max) p95_ms=.. p99_ms=.. avg_ms=..
 #     ac_p50=MED (min .. max) ac_p99=.. (after the enqueue's commit) enq_p50=.. enq_p99=.. (the enqueue's execute)
 #   rlsworker_enqueue fn=add_job task=noop jobs=20000 runs=3 jobs_per_s=MED (min .. max)
-#   rlsworker_scale task=noop concurrency=10 jobs=N enqueue_jobs_per_s=.. jobs_per_s=.. jobs_heap_index_mib_queued=H/I drained=H/I vacuumed=H/I
+#   rlsworker_scale task=noop concurrency=10 jobs=N runs=3 enqueue_jobs_per_s=MED (min .. max) jobs_per_s=MED (min .. max) jobs_heap_index_mib_queued=H/I drained=H/I vacuumed=H/I
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -359,25 +360,33 @@ latency() {
 sizes() { q "select round(pg_table_size('rlsworker.jobs') / 1048576.0, 1) || ' '
                  || round(pg_indexes_size('rlsworker.jobs') / 1048576.0, 1)"; }
 scale() {
-    local n t0 startup enq drain left c=${SCALE_CONCURRENCY:-10} s1 s2 s3 i chunk
+    local n t0 startup enq drain left c=${SCALE_CONCURRENCY:-10} s1 s2 s3 i chunk run
+    local rates enqs
     for n in $SCALE_JOBS; do
-        fresh_db
-        t0=$(now_ms); run_once "$c"; startup=$(( $(now_ms) - t0 ))
-        t0=$(now_ms)
-        for (( i = 0; i < n; i += 100000 )); do   # add_jobs, 100 000 jobs a call
-            chunk=$(( n - i < 100000 ? n - i : 100000 ))
-            q "select count(*) from rlsworker.add_jobs((select jsonb_agg(jsonb_build_object('task', 'noop'))
-               from generate_series(1, $chunk)))" >/dev/null
+        rates=() enqs=()
+        for (( run = 1; run <= ${SCALE_RUNS:-3}; run++ )); do
+            fresh_db
+            t0=$(now_ms); run_once "$c"; startup=$(( $(now_ms) - t0 ))
+            t0=$(now_ms)
+            for (( i = 0; i < n; i += 100000 )); do   # add_jobs, 100 000 jobs a call
+                chunk=$(( n - i < 100000 ? n - i : 100000 ))
+                q "select count(*) from rlsworker.add_jobs((select jsonb_agg(jsonb_build_object('task', 'noop'))
+                   from generate_series(1, $chunk)))" >/dev/null
+            done
+            enq=$(( $(now_ms) - t0 ))
+            q "analyze rlsworker.jobs" >/dev/null; s1=$(sizes)
+            psql -qAtX -c "checkpoint" >/dev/null
+            t0=$(now_ms); run_once "$c"; drain=$(( $(now_ms) - t0 ))
+            left=$(q "select count(*) from rlsworker.jobs")
+            [ "$left" = 0 ] || { echo "bench: $left jobs left after the scale drain of $n" >&2; return 1; }
+            s2=$(sizes); q "vacuum rlsworker.jobs" >/dev/null; s3=$(sizes)
+            enqs+=("$(( n * 1000 / (enq > 0 ? enq : 1) ))")
+            rates+=("$(( n * 1000 / (drain - startup > 0 ? drain - startup : 1) ))")
+            echo "  run $run: scale jobs=$n startup_ms=$startup drain_ms=$drain jobs_per_s=${rates[-1]}" >&2
         done
-        enq=$(( $(now_ms) - t0 ))
-        q "analyze rlsworker.jobs" >/dev/null; s1=$(sizes)
-        psql -qAtX -c "checkpoint" >/dev/null
-        t0=$(now_ms); run_once "$c"; drain=$(( $(now_ms) - t0 ))
-        left=$(q "select count(*) from rlsworker.jobs")
-        [ "$left" = 0 ] || { echo "bench: $left jobs left after the scale drain of $n" >&2; return 1; }
-        s2=$(sizes); q "vacuum rlsworker.jobs" >/dev/null; s3=$(sizes)
-        echo "rlsworker_scale task=noop concurrency=$c jobs=$n enqueue_jobs_per_s=$(( n * 1000 / (enq > 0 ? enq : 1) ))" \
-            "jobs_per_s=$(( n * 1000 / (drain - startup > 0 ? drain - startup : 1) ))" \
+        echo "rlsworker_scale task=noop concurrency=$c jobs=$n runs=${SCALE_RUNS:-3}" \
+            "enqueue_jobs_per_s=$(printf '%s\n' "${enqs[@]}" | mmm)" \
+            "jobs_per_s=$(printf '%s\n' "${rates[@]}" | mmm)" \
             "jobs_heap_index_mib_queued=${s1// //} drained=${s2// //} vacuumed=${s3// //}"
     done
 }
