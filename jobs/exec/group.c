@@ -345,17 +345,28 @@ static void note_prepared(struct rw_group *g, const struct rw_pg_result *r)
 }
 
 /* send_plans' op came back: the jobs follow in the same transaction, with
- * plan_cache_mode as plan_generic answered. A failure ends the group as a
- * failed begin does. */
+ * plan_cache_mode as plan_generic answered. When it failed (a task's
+ * statement that does not prepare, a cancel meant for one of the jobs) the
+ * group begins again without it, every job planned for its own claims, so
+ * such a failure ends only the job it belongs to, as in a smaller group. A
+ * lost connection ends the group as it ends any op. */
 void rw_group_plans_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
     struct rw_group *g = arg;
 
-    if (!r->ok) {
+    note_prepared(g, r);
+    if (r->conn_lost) {
         rw_group_done(pg, r, g);
         return;
     }
-    note_prepared(g, r);
+    if (!r->ok) {
+        rw_debug("a group of %d jobs of role %s begins again, each job planned for its own "
+                 "claims: %s", live_members(g), rw_pool_name(g->pool),
+                 r->error ? r->error : "no result");
+        g->plans_once = false;
+        rw_group_send_op(g, "rollback");
+        return;
+    }
     note_plans(g, r);
     rw_group_send_op(g, NULL);
 }

@@ -59,8 +59,9 @@ void rw_group_done(rw_pg *pg, const struct rw_pg_result *r, void *arg);
 void rw_group_plans_done(rw_pg *pg, const struct rw_pg_result *r, void *arg);
 
 /* group_op.c: whether the group asks plan_generic first; that op; the op of
- * `first` (begin, rollback to savepoint, or NULL after the plans' op) and
- * every pending member, their completion, commit and the session reset. */
+ * `first` (begin; rollback to savepoint; NULL after the plans' op; or
+ * rollback, which begins again after a failed plans' op) and every pending
+ * member, their completion, commit and the session reset. */
 bool rw_group_asks_plans(const struct rw_group *g);
 void rw_group_send_plans(struct rw_group *g);
 void rw_group_send_op(struct rw_group *g, const char *first);

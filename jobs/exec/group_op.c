@@ -198,7 +198,8 @@ void rw_group_send_op(struct rw_group *g, const char *first)
     rw_pg *pg = rw_pconn_pg(g->pc);
     struct op_build b = {0};
     int stmts = 13, njobs = 0, nb = 0;
-    bool fresh = !first || strcmp(first, "begin") == 0;
+    bool restart = first && strcmp(first, "rollback") == 0;
+    bool fresh = !first || restart || strcmp(first, "begin") == 0;
     char err[600];
 
     for (int i = 0; i < g->n; i++)
@@ -218,6 +219,8 @@ void rw_group_send_op(struct rw_group *g, const char *first)
         goto out_of_memory;
     if (first)
         add(&b, OWNER_GROUP, first, 0, NULL);
+    if (restart)
+        add(&b, OWNER_GROUP, "begin", 0, NULL);
     for (int i = 0; i < g->n; i++) {
         struct member *m = &g->m[i];
         struct rw_job *job = m->job;

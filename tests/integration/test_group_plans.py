@@ -184,3 +184,26 @@ def test_a_statement_without_parameters_is_planned_for_each_job(rlsworker, db, t
     rows = db.sql("select user_id, visible, xid from gp_seen order by user_id")
     assert len({r[2] for r in rows}) == 1, rows
     assert [(r[0], r[1]) for r in rows] == [("alice", 3)] * 2 + [("bob", 5)] * 2, rows
+
+
+def test_a_statement_that_does_not_prepare_fails_its_own_job_only(rlsworker, db, tmp_path):
+    """The group asks about its plans with every task statement prepared, so
+    a task file with an error fails that op. The group begins again without
+    asking, and the error ends only the jobs of that task, with its file
+    and line, as in a smaller group."""
+    tasks = make_tables(db, tmp_path, """
+        create policy gp_own on gp_secret for select to authenticated_backend
+            using ((select auth.user_id()) = user_id);""")
+    (tasks / "gp_bad.sql").write_text("-- task: gp.bad\n-- run_as: user\n"
+                                      "insert into gp_seen (n, xid, visible) select :n::int, 0, count(*) from gp_nowhere;\n")
+    for n in range(10):
+        add(db, n, {"sub": "alice"})
+    db.sql("select rlsworker.add_job('gp.bad', '{\"n\": 99}'::jsonb, max_attempts => 1,"
+           " claims => '{\"sub\": \"alice\", \"role\": \"authenticated\"}'::jsonb, priority => 5)")
+    r = run_once(rlsworker, db, tasks)
+    rows = seen(db)
+    assert [x[0] for x in rows] == list(range(10)) and all(x[2] == 3 for x in rows), rows
+    dead = db.sql("select task, last_error from rlsworker.jobs")
+    assert len(dead) == 1 and dead[0][0] == "gp.bad", dead
+    assert "gp_bad.sql:3" in dead[0][1] and "gp_nowhere" in dead[0][1], dead
+    assert "10 completed" in r.stderr, r.stderr[-1500:]
