@@ -80,7 +80,8 @@ const struct rw_option rw_options[] = {
       "most jobs in one group-committed transaction"),
     C("group_prepare", "RLSWORKER_GROUP_PREPARE", group_prepare, "on", on_off_choices, true,
       "on or off: a group-committed transaction prepares each of its statements once "
-      "and runs it for every job (off: parsed again for every job)"),
+      "and runs it for every job, sharing plans that need no claims (off: parsed and "
+      "planned again for every job)"),
     I("poll_interval", "RLSWORKER_POLL_INTERVAL", poll_interval_ms, "2000", 10, 600000, true,
       "milliseconds between polls when no NOTIFY arrives"),
     I("poll_interval_pooled", "RLSWORKER_POLL_INTERVAL_POOLED", poll_interval_pooled_ms, "200", 10, 600000, true,
