@@ -147,9 +147,9 @@ bool rw_group_asks_plans(const struct rw_group *g)
            !g->ex->plan_each_job;
 }
 
-/* The first op of a group that asks (rw_group_asks_plans): every task statement of
- * its jobs is prepared, the first job's settings are made, and
- * rlsworker_api.plan_generic (deploy/sql/018) plans each statement with
+/* The first op of a group that asks (rw_group_asks_plans): every task
+ * statement of its jobs is prepared, the first job's settings are made,
+ * and rlsworker_api.plan_generic (deploy/sql/018) plans each statement with
  * those claims and without any, and keeps the plan made without. -1 when
  * out of memory. */
 static int add_plans(struct op_build *b, struct rw_group *g)
