@@ -21,6 +21,15 @@
  * job's savepoint is released before the next one is taken, so one name
  * serves them all and `rollback to savepoint j` returns to the failed job's.
  *
+ * A group of at least 8 jobs first sends a shorter op in the same
+ * transaction (docs/guarantees.md, "Plans"): begin, the prepares of every
+ * task statement, the first job's settings, and
+ * rlsworker_api.plan_generic, whose answer decides whether the jobs share
+ * plans made without claims (group_op.c).
+ *
+ * This file has a group's life and what comes back; group_op.c builds and
+ * sends its ops.
+ *
  * A group is open to new jobs of its role until it gets a connection; the
  * pool is asked once per loop turn (ev_prepare), so the jobs one claim
  * brings in share transactions. */
