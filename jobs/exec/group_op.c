@@ -190,9 +190,29 @@ static int add_plans(struct op_build *b, struct rw_group *g)
     return 0;
 }
 
-/* Sends `first` (begin, or rollback to savepoint; NULL after rw_group_plans_done)
- * and every pending member, then their completion, commit and the session
- * reset. */
+/* Hands the op's tags to the group (for `done`) and sends the op. When it
+ * cannot be sent the connection is gone: lost() reports nothing to this op,
+ * so the group ends here. */
+static void submit(struct rw_group *g, struct op_build *b, rw_pg_done_cb done)
+{
+    free(g->tags);
+    g->tags = b->tags;
+    b->tags = NULL;
+    g->nstmts = b->n;
+    int rc = rw_pg_submit(rw_pconn_pg(g->pc), b->st, b->n, done, g);
+    op_build_free(b);
+    if (rc < 0) {
+        for (int i = 0; i < g->n; i++)
+            if (g->m[i].st != M_ENDED)
+                rw_exec_failed(rw_group_take(g, i), "could not send the job's statements", false);
+        rw_pool_release(g->pc);
+        rw_group_free(g);
+    }
+}
+
+/* Sends `first` (begin; rollback to savepoint; NULL after the plans' op;
+ * rollback, to begin again after a failed one) and every pending member,
+ * then their completion, commit and the session reset. */
 void rw_group_send_op(struct rw_group *g, const char *first)
 {
     rw_pg *pg = rw_pconn_pg(g->pc);
@@ -290,20 +310,7 @@ void rw_group_send_op(struct rw_group *g, const char *first)
         add(&b, OWNER_GROUP, group_reset[i], 0, NULL);
     if (g->ex->plan_each_job)
         add(&b, OWNER_GROUP, "discard plans", 0, NULL);
-    free(g->tags);
-    g->tags = b.tags;             /* the group's now, for group_done */
-    b.tags = NULL;
-    g->nstmts = b.n;
-    int rc = rw_pg_submit(pg, b.st, b.n, rw_group_done, g);
-    op_build_free(&b);
-    if (rc < 0) {
-        /* the connection is gone: lost() reports nothing to this op, so end here */
-        for (int i = 0; i < g->n; i++)
-            if (g->m[i].st != M_ENDED)
-                rw_exec_failed(rw_group_take(g, i), "could not send the job's statements", false);
-        rw_pool_release(g->pc);
-        rw_group_free(g);
-    }
+    submit(g, &b, rw_group_done);
     return;
 
 out_of_memory:
@@ -313,8 +320,8 @@ out_of_memory:
 
 
 /* The first op of a group that asks whether its plans can be made once
- * (rw_group_asks_plans): begin, and add_plans. Its jobs follow in the next op, with
- * plan_cache_mode as the answer says (rw_group_plans_done). */
+ * (rw_group_asks_plans): begin, and add_plans. Its jobs follow in the next
+ * op, with plan_cache_mode as the answer says (rw_group_plans_done). */
 void rw_group_send_plans(struct rw_group *g)
 {
     rw_pg *pg = rw_pconn_pg(g->pc);
@@ -339,18 +346,6 @@ void rw_group_send_plans(struct rw_group *g)
         rw_pg_abort(pg, "out of memory");   /* plans_done sees conn_lost */
         return;
     }
-    free(g->tags);
-    g->tags = b.tags;
-    b.tags = NULL;
-    g->nstmts = b.n;
     g->commit_at = -1;
-    int rc = rw_pg_submit(pg, b.st, b.n, rw_group_plans_done, g);
-    op_build_free(&b);
-    if (rc < 0) {
-        for (int i = 0; i < g->n; i++)
-            if (g->m[i].st != M_ENDED)
-                rw_exec_failed(rw_group_take(g, i), "could not send the job's statements", false);
-        rw_pool_release(g->pc);
-        rw_group_free(g);
-    }
+    submit(g, &b, rw_group_plans_done);
 }
