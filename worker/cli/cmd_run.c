@@ -62,20 +62,21 @@ static bool immutable_readers(PGconn *c)
     PGresult *r = PQexecParams(c, RW_SQL_IMMUTABLE_READERS, 1, NULL, &limit, NULL, NULL, 0);
     char names[600] = "";
     size_t used = 0;
-    bool found = PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) > 0;
+    bool found;
 
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rw_rolecheck_oneline(names, sizeof names, PQresultErrorMessage(r));
         rw_warn("could not list the functions marked IMMUTABLE that read settings: %s; "
                 "every user job is planned for its own claims", names);
-        names[0] = '\0';
+        PQclear(r);
+        return true;
     }
-    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+    for (int i = 0; i < PQntuples(r); i++) {
         int n = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
                          PQgetvalue(r, i, 0));
         used = n < 0 || (size_t)n >= sizeof names - used ? sizeof names - 1 : used + (size_t)n;
     }
-    if (used)
+    if ((found = PQntuples(r) > 0))
         rw_warn("function %s is marked IMMUTABLE but reads settings or calls a function that "
                 "is not IMMUTABLE: a reused plan would keep one user's claims for the next, so "
                 "every user job is planned for its own claims; fix: ALTER FUNCTION ... STABLE "
@@ -95,7 +96,7 @@ static int check_schema(struct rw_worker *w)
         return -1;
     }
     v = rw_schema_version(c, err, sizeof err);
-    if (v >= 0 && v == rw_migrations_latest())
+    if (v == rw_migrations_latest())
         w->plan_each_job = immutable_readers(c);
     PQfinish(c);
     if (v < 0) {
