@@ -14,7 +14,8 @@
  * a transaction pooler that may reach another server session), disconnects,
  * and the scheduler polls every poll_interval_pooled; operator cancels are then
  * found by asking the database (rw_sched_check_cancels), which is also done
- * with every heartbeat in case a notification was lost. */
+ * with every heartbeat in case a notification was lost. After
+ * notify_reprobe_interval it connects and probes again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,23 +74,57 @@ static void unlistened(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         rw_pg_disconnect(pg);
 }
 
-/* No LISTEN here: warn once per connect, drop the session, poll fast. */
+/* Polling: after notify_reprobe_interval the listener connects and probes
+ * again, so a worker whose probe failed once (a pooler since replaced, a
+ * server too slow to answer at start) does not poll for the rest of its
+ * life. */
+static void schedule_reprobe(struct rw_sched *s, char *when, size_t len)
+{
+    int secs = s->cfg->notify_reprobe_interval_s;
+
+    snprintf(when, len, "%s", secs > 0 ? "" : "; it will not check again (notify_reprobe_interval 0)");
+    if (secs <= 0 || s->stopping)
+        return;
+    snprintf(when, len, "; it checks again in %d s", secs);
+    ev_timer_set(&s->reprobe_timer, secs, 0.);
+    ev_timer_start(s->loop, &s->reprobe_timer);
+}
+
+static void on_reprobe(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct rw_sched *s = t->data;
+
+    if (s->stopping || s->stopped || s->lsn_mode != RW_LSN_POOLED)
+        return;
+    rw_debug("checking again whether notifications arrive on %s", lsn_source(s));
+    s->lsn_mode = RW_LSN_PROBING;
+    rw_pg_connect(s->lsn);
+}
+
+/* No LISTEN here: warn at the first failed probe (later ones are logged),
+ * drop the session, poll fast, probe again later. */
 static void give_up(struct rw_sched *s, bool pooled)
 {
+    char when[96];
+
     ev_timer_stop(s->loop, &s->probe_timer);
     s->lsn_mode = RW_LSN_POOLED;
     s->lsn_backoff_ms = 0;
-    if (pooled)
+    schedule_reprobe(s, when, sizeof when);
+    if (s->probes_failed++ > 0)
+        rw_info("notifications still do not arrive on %s; looking for new jobs and cancels "
+                "every %d ms%s", lsn_source(s), s->cfg->poll_interval_pooled_ms, when);
+    else if (pooled)
         rw_warn("%s goes through a connection pooler: a NOTIFY from another connection "
                 "did not reach an idle LISTEN within %d ms, so LISTEN is not used; looking "
-                "for new jobs and cancels every %d ms instead (fix: %s)",
+                "for new jobs and cancels every %d ms instead%s (fix: %s)",
                 lsn_source(s), s->cfg->notify_probe_timeout_ms,
-                s->cfg->poll_interval_pooled_ms, RW_NOTIFY_FIX);
+                s->cfg->poll_interval_pooled_ms, when, RW_NOTIFY_FIX);
     else
         rw_warn("a NOTIFY this worker sent itself on %s did not arrive within %d ms; "
-                "looking for new jobs and cancels every %d ms instead (fix: %s)",
+                "looking for new jobs and cancels every %d ms instead%s (fix: %s)",
                 lsn_source(s), s->cfg->notify_probe_timeout_ms,
-                s->cfg->poll_interval_pooled_ms, RW_NOTIFY_FIX);
+                s->cfg->poll_interval_pooled_ms, when, RW_NOTIFY_FIX);
     s->probe_notify_pending = false;
     if (s->probe_channel[0]) {
         /* best effort: behind a transaction pooler this may reach another
@@ -117,6 +152,11 @@ static void listening(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     }
     s->lsn_mode = RW_LSN_LISTENING;
     s->lsn_backoff_ms = 0;
+    if (s->probes_failed > 0)
+        rw_warn("notifications arrive on %s now, after %d failed check%s: listening "
+                "again instead of polling", lsn_source(s), s->probes_failed,
+                s->probes_failed > 1 ? "s" : "");
+    s->probes_failed = 0;
     rw_info("listening for new jobs and cancels on %s", lsn_source(s));
     set_poll(s);
     /* jobs queued while nobody listened */
@@ -360,6 +400,8 @@ int rw_sched_notify_init(struct rw_sched *s)
     s->lsn_retry.data = s;
     ev_init(&s->probe_timer, on_probe_timeout);
     s->probe_timer.data = s;
+    ev_init(&s->reprobe_timer, on_reprobe);
+    s->reprobe_timer.data = s;
     return 0;
 }
 

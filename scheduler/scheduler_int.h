@@ -52,6 +52,8 @@ struct rw_sched {
     ev_timer probe_timer;
     ev_timer lsn_retry;
     int lsn_backoff_ms;
+    ev_timer reprobe_timer;       /* polling: when to check for notifications again */
+    int probes_failed;            /* in a row; the first is warned, later ones logged */
     bool cancel_check_inflight;
 
     /* scheduling: every live job is on the list of its state; READY ones

@@ -16,6 +16,7 @@ import pytest
 
 from helpers import free_port, wait_until, write_task
 from pgbouncer import PgBouncer, PooledDatabase
+from tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -238,6 +239,31 @@ def test_session_proxy_as_direct_url_listens(rlsworker, db, bouncer, pg, tasks_d
         assert median < 0.3
     finally:
         session.stop()
+
+
+def test_a_polling_worker_checks_again_and_listens_once_notifications_arrive(
+        rlsworker, db, bouncer, pg, tasks_dir):
+    """notify_reprobe_interval: DATABASE_DIRECT_URL first leads to a
+    transaction pooler, so the probe fails and the worker polls; a later
+    check that fails again is logged, not warned. Then the same address
+    leads to the server itself (the pooler replaced by the direct host):
+    the next check finds notifications arrive and the worker listens,
+    without a restart. Before, it polled until it was restarted."""
+    proxy = TcpProxy(bouncer.port)
+    try:
+        env = db.env(DATABASE_DIRECT_URL=proxy.url(bouncer.url("neondb_owner", db.name)),
+                     RLSWORKER_NOTIFY_REPROBE_INTERVAL=1)
+        w = rlsworker.spawn("run", "--tasks", str(tasks_dir), "--log-level", "info", env=env)
+        w.wait_for(WARNING + r".*instead; it checks again in 1 s")
+        w.wait_for("notifications still do not arrive on DATABASE_DIRECT_URL")
+        assert "listening for new jobs" not in w.read_stderr()
+        proxy.upstream = ("127.0.0.1", pg.port)      # what new connections reach
+        w.wait_for(r"notifications arrive on DATABASE_DIRECT_URL now, after \d+ failed checks")
+        w.wait_for("listening for new jobs and cancels on DATABASE_DIRECT_URL")
+        assert w.read_stderr().count(WARNING) == 1      # warned once, then logged
+        assert w.stop() == 0
+    finally:
+        proxy.close()
 
 
 def test_the_queue_is_vacuumed_through_the_pooler(rlsworker, pooled, bouncer, tmp_path):

@@ -72,6 +72,7 @@ struct rw_config {
     int poll_interval_ms;
     int poll_interval_pooled_ms; /* when notifications do not arrive */
     int notify_probe_timeout_ms;
+    int notify_reprobe_interval_s; /* after a failed probe; 0: never again */
     int max_attempts;
     int backoff_base_ms;
     int backoff_max_s;

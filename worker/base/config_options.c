@@ -88,6 +88,9 @@ const struct rw_option rw_options[] = {
       "milliseconds between polls (and cancel checks) when notifications do not reach the worker"),
     I("notify_probe_timeout", "RLSWORKER_NOTIFY_PROBE_TIMEOUT", notify_probe_timeout_ms, "1000", 50, 60000, false,
       "milliseconds the start-up NOTIFY to itself may take before the worker polls instead"),
+    I("notify_reprobe_interval", "RLSWORKER_NOTIFY_REPROBE_INTERVAL", notify_reprobe_interval_s, "300", 0, 86400, false,
+      "seconds after which a worker that found notifications do not arrive checks again "
+      "(0: never)"),
     I("max_attempts", "RLSWORKER_MAX_ATTEMPTS", max_attempts, "25", 1, 1000, true,
       "attempts before a job is dead, unless the job or task says otherwise"),
     I("backoff_base", "RLSWORKER_BACKOFF_BASE", backoff_base_ms, "1000", 1, 3600000, true,
