@@ -190,6 +190,19 @@ static int add_plans(struct op_build *b, struct rw_group *g)
     return 0;
 }
 
+/* The group ends without sending its op: every live member fails and
+ * retries (`why`), and the connection goes back to the pool, which discards
+ * it (it was not marked clean), rolling back what its transaction holds. */
+static void end_unsent(struct rw_group *g, struct op_build *b, const char *why)
+{
+    op_build_free(b);
+    for (int i = 0; i < g->n; i++)
+        if (g->m[i].st != M_ENDED)
+            rw_exec_failed(rw_group_take(g, i), why, false);
+    rw_pool_release(g->pc);
+    rw_group_free(g);
+}
+
 /* Hands the op's tags to the group (for `done`) and sends the op. When it
  * cannot be sent the connection is gone: lost() reports nothing to this op,
  * so the group ends here. */
@@ -199,23 +212,19 @@ static void submit(struct rw_group *g, struct op_build *b, rw_pg_done_cb done)
     g->tags = b->tags;
     b->tags = NULL;
     g->nstmts = b->n;
-    int rc = rw_pg_submit(rw_pconn_pg(g->pc), b->st, b->n, done, g);
-    op_build_free(b);
-    if (rc < 0) {
-        for (int i = 0; i < g->n; i++)
-            if (g->m[i].st != M_ENDED)
-                rw_exec_failed(rw_group_take(g, i), "could not send the job's statements", false);
-        rw_pool_release(g->pc);
-        rw_group_free(g);
-    }
+    if (rw_pg_submit(rw_pconn_pg(g->pc), b->st, b->n, done, g) < 0)
+        end_unsent(g, b, "could not send the job's statements");
+    else
+        op_build_free(b);
 }
+
+#define NO_MEMORY "out of memory while building the job's statements"
 
 /* Sends `first` (begin; rollback to savepoint; NULL after the plans' op;
  * rollback, to begin again after a failed one) and every pending member,
  * then their completion, commit and the session reset. */
 void rw_group_send_op(struct rw_group *g, const char *first)
 {
-    rw_pg *pg = rw_pconn_pg(g->pc);
     struct op_build b = {0};
     int stmts = 13, njobs = 0, nb = 0;
     bool restart = first && strcmp(first, "rollback") == 0;
@@ -314,8 +323,7 @@ void rw_group_send_op(struct rw_group *g, const char *first)
     return;
 
 out_of_memory:
-    op_build_free(&b);
-    rw_pg_abort(pg, "out of memory");   /* group_done sees conn_lost */
+    end_unsent(g, &b, NO_MEMORY);
 }
 
 
@@ -324,7 +332,6 @@ out_of_memory:
  * op, with plan_cache_mode as the answer says (rw_group_plans_done). */
 void rw_group_send_plans(struct rw_group *g)
 {
-    rw_pg *pg = rw_pconn_pg(g->pc);
     struct op_build b = {0};
     int stmts = 4;
 
@@ -336,14 +343,12 @@ void rw_group_send_plans(struct rw_group *g)
     b.st = calloc((size_t)stmts, sizeof *b.st);
     b.tags = calloc((size_t)stmts, sizeof *b.tags);
     if (!b.st || !b.tags) {
-        op_build_free(&b);
-        rw_pg_abort(pg, "out of memory");
+        end_unsent(g, &b, NO_MEMORY);
         return;
     }
     add(&b, OWNER_GROUP, "begin", 0, NULL);
     if (add_plans(&b, g) < 0) {
-        op_build_free(&b);
-        rw_pg_abort(pg, "out of memory");   /* plans_done sees conn_lost */
+        end_unsent(g, &b, NO_MEMORY);
         return;
     }
     g->commit_at = -1;
