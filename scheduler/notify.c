@@ -341,6 +341,106 @@ static void lsn_lost(rw_pg *pg, const char *why, void *arg)
             rw_sched_retry_later(s, &s->lsn_retry, &s->lsn_backoff_ms));
 }
 
+/* ---- whether this worker needs notifications (020) ------------------------ */
+
+/* A claim this full, or fuller, makes the worker busy; a full claim of a
+ * few jobs (one slot freed) changes nothing. */
+#define BUSY_MIN_ROWS 8
+
+static void wants_set(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    struct rw_sched *s = arg;
+
+    if (!r->ok) {
+        s->wants_notify = -1;          /* the next claim says it again */
+        if (!r->conn_lost)
+            rw_warn("could not record whether this worker waits for notifications: %s",
+                    r->error);
+    }
+}
+
+static void barrier_done(rw_pg *pg, const struct rw_pg_result *r, void *arg);
+
+static void send_barrier(struct rw_sched *s)
+{
+    if (s->barrier_inflight || !s->ctl_ready || !s->registered || s->stopping)
+        return;
+    if (rw_queue_notify_barrier(s->ctl, barrier_done, s) == 0)
+        s->barrier_inflight = true;
+}
+
+static void on_barrier_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct rw_sched *s = t->data;
+
+    if (s->barrier_since > 0)
+        send_barrier(s);
+}
+
+/* Passed: every transaction that skipped its notification while this worker
+ * was busy has ended, so one more claim sees what they queued. Not yet:
+ * try again soon; after poll_interval the poll claims instead. */
+static void barrier_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
+{
+    struct rw_sched *s = arg;
+
+    s->barrier_inflight = false;
+    if (s->barrier_since == 0 || s->stopping)
+        return;                        /* busy again */
+    if (rw_queue_barrier_passed(r)) {
+        s->barrier_since = 0;
+        s->more_ready = true;
+        rw_sched_maybe_claim(s);
+        return;
+    }
+    if (!r->ok) {
+        s->barrier_since = 0;
+        if (!r->conn_lost)
+            rw_warn("could not wait for transactions that queued jobs without notifying: %s; "
+                    "the next poll finds their jobs", r->error);
+        return;
+    }
+    if (ev_now(s->loop) - s->barrier_since >= s->cfg->poll_interval_ms / 1000.0) {
+        s->barrier_since = 0;
+        return;
+    }
+    ev_timer_set(&s->barrier_timer, s->barrier_delay, 0.);
+    ev_timer_start(s->loop, &s->barrier_timer);
+    if (s->barrier_delay < 0.2)
+        s->barrier_delay *= 2;
+}
+
+static void wait_for_work(struct rw_sched *s)
+{
+    if (rw_queue_set_wants_notify(s->ctl, s->id, true, wants_set, s) < 0)
+        return;
+    s->wants_notify = 1;
+    s->barrier_since = ev_now(s->loop);
+    s->barrier_delay = 0.005;
+    send_barrier(s);
+}
+
+void rw_sched_wake_claimed(struct rw_sched *s, int rows, int asked)
+{
+    if (rows >= asked && rows >= BUSY_MIN_ROWS) {
+        s->barrier_since = 0;
+        ev_timer_stop(s->loop, &s->barrier_timer);
+        if (s->wants_notify != 0 &&
+            rw_queue_set_wants_notify(s->ctl, s->id, false, wants_set, s) == 0)
+            s->wants_notify = 0;
+    } else if (rows < asked && s->wants_notify != 1) {
+        wait_for_work(s);
+    }
+}
+
+void rw_sched_wake_registered(struct rw_sched *s)
+{
+    ev_timer_stop(s->loop, &s->barrier_timer);
+    s->barrier_since = 0;
+    s->barrier_inflight = false;
+    wait_for_work(s);
+}
+
 /* ---- cancels without notifications --------------------------------------- */
 
 static void cancels_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
@@ -402,6 +502,9 @@ int rw_sched_notify_init(struct rw_sched *s)
     s->probe_timer.data = s;
     ev_init(&s->reprobe_timer, on_reprobe);
     s->reprobe_timer.data = s;
+    ev_init(&s->barrier_timer, on_barrier_timer);
+    s->barrier_timer.data = s;
+    s->wants_notify = -1;
     return 0;
 }
 

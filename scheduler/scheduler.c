@@ -150,6 +150,7 @@ static void claim_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     }
     rows = rw_queue_claimed_count(r);
     rw_sched_vacuum_claimed(s, rows);
+    rw_sched_wake_claimed(s, rows, asked);
     s->more_ready = rows >= asked;
     /* an empty answer while jobs ran proves nothing: a job's end may free
      * its named queue (--once claims again once everything settled) */
@@ -280,6 +281,7 @@ static void registered(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     if (s->cb.on_registered && !s->stopping)
         s->cb.on_registered(s->cb.arg);
     rw_sched_notify_send_probe(s);
+    rw_sched_wake_registered(s);
     s->more_ready = true;
     rw_sched_maybe_claim(s);
 }

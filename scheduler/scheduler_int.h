@@ -55,6 +55,14 @@ struct rw_sched {
     ev_timer reprobe_timer;       /* polling: when to check for notifications again */
     int probes_failed;            /* in a row; the first is warned, later ones logged */
     bool cancel_check_inflight;
+    /* whether transactions that queue jobs must notify this worker (020):
+     * what it last told rlsworker.workers (-1: not known), and the barrier
+     * it passes before the claim that follows a change to true */
+    int wants_notify;
+    bool barrier_inflight;
+    ev_tstamp barrier_since;      /* 0: no barrier to pass */
+    double barrier_delay;
+    ev_timer barrier_timer;
 
     /* scheduling: every live job is on the list of its state; READY ones
      * wait for a slot (jobs/exec/job.h) */
@@ -124,6 +132,12 @@ void rw_sched_notify_start(struct rw_sched *s);
 /* Sends the probe's NOTIFY from the control connection once it is
  * registered, when the listener waits for one (notify.c). */
 void rw_sched_notify_send_probe(struct rw_sched *s);
+/* After a claim (rows of asked): a full claim makes the worker busy, so
+ * transactions that queue jobs need not notify it; a short one makes it
+ * wait for work again (notify.c, 020_notify_when_idle.sql). */
+void rw_sched_wake_claimed(struct rw_sched *s, int rows, int asked);
+/* After (re)registering: the worker waits for work. */
+void rw_sched_wake_registered(struct rw_sched *s);
 /* Notifications arrive (LISTEN is in place): the slow poll is enough. */
 bool rw_sched_listening(const struct rw_sched *s);
 /* Asks the database which of this worker's running jobs an operator

@@ -66,6 +66,10 @@ def test_idle_worker_wakes_for_add_job_and_add_jobs(rlsworker, db, tasks_dir):
 
 
 def test_one_notification_per_transaction_none_on_rollback(db, listener):
+    # no worker, nobody to wake (020); a registered worker waits for work
+    db.sql("select rlsworker.add_job('noop')")
+    assert notifications(listener) == []
+    db.sql("select rlsworker.register_worker('w-waits', 'h', 1, 0)")
     db.sql("select rlsworker.add_job('noop')")
     assert notifications(listener) == [("rlsworker_jobs", "")]
 
@@ -113,6 +117,11 @@ def test_one_notification_per_transaction_none_on_rollback(db, listener):
     # a plain INSERT (the path chain_job takes) notifies too
     db.sql("insert into rlsworker.jobs (task) values ('noop')")
     assert notifications(listener) == [("rlsworker_jobs", "")]
+
+    # a busy worker (its claims come back full) is not notified (020)
+    db.sql("select rlsworker.set_wants_notify('w-waits', false)")
+    db.sql("select rlsworker.add_job('noop')")
+    assert notifications(listener) == []
 
 
 def test_named_queue_rows(db):

@@ -134,6 +134,11 @@ int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb, 
 }
 
 int rw_queue_heartbeat(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg) { return -1; }
+/* not sent: the worker keeps claiming as it would without them (020) */
+int rw_queue_set_wants_notify(rw_pg *pg, const char *worker, bool wants, rw_pg_done_cb cb,
+                              void *arg) { return -1; }
+int rw_queue_notify_barrier(rw_pg *pg, rw_pg_done_cb cb, void *arg) { return -1; }
+bool rw_queue_barrier_passed(const struct rw_pg_result *r) { return false; }
 bool rw_queue_heartbeat_alive(const struct rw_pg_result *r) { return true; }
 int rw_queue_sweep_dead_sessions(rw_pg *pg, int lock_timeout_s, bool full, rw_pg_done_cb cb,
                                  void *arg) { return -1; }

@@ -91,6 +91,28 @@ int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb, 
     return rw_pg_query(pg, "select rlsworker.deregister_worker($1)", 1, params, cb, arg);
 }
 
+/* ---- wants_notify, notify_barrier ------------------------------------------ */
+
+int rw_queue_set_wants_notify(rw_pg *pg, const char *worker, bool wants, rw_pg_done_cb cb,
+                              void *arg)
+{
+    const char *params[2] = {worker, wants ? "true" : "false"};
+
+    return rw_pg_query(pg, "select rlsworker.set_wants_notify($1, $2::boolean)", 2, params,
+                       cb, arg);
+}
+
+int rw_queue_notify_barrier(rw_pg *pg, rw_pg_done_cb cb, void *arg)
+{
+    return rw_pg_query(pg, "select rlsworker.notify_barrier()", 0, NULL, cb, arg);
+}
+
+bool rw_queue_barrier_passed(const struct rw_pg_result *r)
+{
+    return r->ok && r->nresults > 0 && r->results[0] && PQntuples(r->results[0]) == 1 &&
+           PQgetvalue(r->results[0], 0, 0)[0] == 't';
+}
+
 /* ---- heartbeat, sweep_dead_sessions ---------------------------------------- */
 
 int rw_queue_heartbeat(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg)

@@ -66,6 +66,17 @@ bool rw_queue_registered_own_session(const struct rw_pg_result *r);
 int rw_queue_deregister_worker(rw_pg *pg, const char *worker, rw_pg_done_cb cb,
                                void *arg) RW_QUEUE_WUR;
 
+/* ---- wants_notify, notify_barrier (020_notify_when_idle.sql) --------------- */
+
+/* Whether transactions that queue a job must notify this worker: true
+ * while it waits for work, false while its claims come back full. */
+int rw_queue_set_wants_notify(rw_pg *pg, const char *worker, bool wants, rw_pg_done_cb cb,
+                              void *arg) RW_QUEUE_WUR;
+/* Answers (rw_queue_barrier_passed) whether every transaction that skipped
+ * its notification has ended; never waits. */
+int rw_queue_notify_barrier(rw_pg *pg, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
+bool rw_queue_barrier_passed(const struct rw_pg_result *r);
+
 /* ---- heartbeat (001_init.sql), sweep_dead_sessions (009) ------------------- */
 
 int rw_queue_heartbeat(rw_pg *pg, const char *worker, rw_pg_done_cb cb, void *arg) RW_QUEUE_WUR;
