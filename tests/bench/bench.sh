@@ -26,7 +26,9 @@
 # graphile_throughput.sh times graphile_worker.add_jobs (its add_jobs_per_s).
 #
 # Env: JOBS (20000) RUNS (3) CONCURRENCIES ("1 10 50") TASKS ("noop user_insert")
-#      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency"; also "scale", "enqueue")
+#      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency"; also "scale", "enqueue",
+#      "busy_enqueue") BUSY_QUEUED ("0 300000": jobs queued before the worker starts)
+#      BUSY_CLIENTS (10) BUSY_SECONDS (5)
 #      SCALE_JOBS ("10000 1000000": queue lengths the scale phase drains, no-op jobs
 #      enqueued with add_jobs) SCALE_CONCURRENCY (10) SCALE_RUNS (3: drains of each
 #      length, median; a drain of 10 000 lasts a third of a second, so one is noise)
@@ -51,6 +53,7 @@
 #   rlsworker_latency task=user_latency concurrency=24 samples=1000 runs=3 p50_ms=MED (min .. max) p95_ms=.. p99_ms=.. avg_ms=..
 #     ac_p50=MED (min .. max) ac_p99=.. (after the enqueue's commit) enq_p50=.. enq_p99=.. (the enqueue's execute)
 #   rlsworker_enqueue fn=add_job task=noop jobs=20000 runs=3 jobs_per_s=MED (min .. max)
+#   rlsworker_busy_enqueue history=on queued=300000 clients=10 seconds=5 runs=3 tps=MED (min .. max)
 #   rlsworker_scale task=noop concurrency=10 jobs=N runs=3 enqueue_jobs_per_s=MED (min .. max) jobs_per_s=MED (min .. max) jobs_heap_index_mib_queued=H/I drained=H/I vacuumed=H/I
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -441,6 +444,43 @@ enqueue() {
     q "truncate rlsworker.jobs" >/dev/null
 }
 
+# Enqueue beside a running worker (PHASES=busy_enqueue): for each count in
+# BUSY_QUEUED, a fresh database with that many no-op jobs queued, `rlsworker
+# run` (concurrency 10) started, and after a second BUSY_CLIENTS pgbench
+# clients calling `select rlsworker.add_job('noop')`, one transaction each,
+# for BUSY_SECONDS. With jobs queued the worker is busy draining them; with
+# none it waits for work, so every enqueue notifies it.
+busy_enqueue() {
+    local n r v out tps left pid script=$work/busy_enqueue.sql
+    echo "select rlsworker.add_job('noop');" > "$script"
+    for n in ${BUSY_QUEUED:-0 300000}; do
+        for v in $(variants); do : > "$(vfile busy "$v")"; done
+        for r in $(seq "$RUNS"); do for v in $(variants); do
+            use_variant "$v"
+            out=$(vfile busy "$v")
+            fresh_db
+            [ "$n" = 0 ] || q "select count(*) from rlsworker.add_jobs((select jsonb_agg(jsonb_build_object('task', 'noop'))
+                                  from generate_series(1, $n)))" >/dev/null
+            psql -qAtX -c "checkpoint" >/dev/null
+            "$BIN" run --tasks "$tasks" --concurrency 10 --log-level warning &
+            pid=$!
+            sleep 1
+            tps=$(pgbench -n -M prepared -c "${BUSY_CLIENTS:-10}" -j 2 -T "${BUSY_SECONDS:-5}" \
+                      -f "$script" "$DATABASE_URL" 2>&1 | awk '/^tps/{printf "%.0f", $3}')
+            left=$(q "select count(*) from rlsworker.jobs")
+            kill -TERM "$pid"; wait "$pid" || true
+            [ -n "$tps" ] || { echo "bench: pgbench printed no tps" >&2; return 1; }
+            echo "  run $r ($VTAG): busy_enqueue queued=$n tps=$tps left_after=$left" >&2
+            echo "$tps" >> "$out"
+        done; done
+        for v in $(variants); do
+            use_variant "$v"
+            echo "rlsworker_busy_enqueue${VTAG:+ $VTAG} queued=$n clients=${BUSY_CLIENTS:-10}" \
+                "seconds=${BUSY_SECONDS:-5} runs=$RUNS tps=$(mmm < "$(vfile busy "$v")")"
+        done
+    done
+}
+
 echo "# rlsworker $("$BIN" --version 2>/dev/null | head -1) $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null)," \
     "$(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), synchronous_commit=$sync_now"
 for ph in $PHASES; do
@@ -449,6 +489,7 @@ for ph in $PHASES; do
     latency) latency;;
     scale) scale;;
     enqueue) enqueue;;
-    *) echo "bench: unknown phase $ph (throughput, latency, scale, enqueue)" >&2; exit 2;;
+    busy_enqueue) busy_enqueue;;
+    *) echo "bench: unknown phase $ph (throughput, latency, scale, enqueue, busy_enqueue)" >&2; exit 2;;
     esac
 done
