@@ -379,7 +379,9 @@ static void on_barrier_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* Passed: every transaction that skipped its notification while this worker
  * was busy has ended, so one more claim sees what they queued. Not yet:
- * try again soon; after poll_interval the poll claims instead. */
+ * try again, every 200 ms at most, for as long as one is open (it may be a
+ * group of this worker's own jobs that chained a job, which ends with no
+ * notification and no poll of its own). */
 static void barrier_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
     struct rw_sched *s = arg;
@@ -398,10 +400,6 @@ static void barrier_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
         if (!r->conn_lost)
             rw_warn("could not wait for transactions that queued jobs without notifying: %s; "
                     "the next poll finds their jobs", r->error);
-        return;
-    }
-    if (ev_now(s->loop) - s->barrier_since >= s->cfg->poll_interval_ms / 1000.0) {
-        s->barrier_since = 0;
         return;
     }
     ev_timer_set(&s->barrier_timer, s->barrier_delay, 0.);

@@ -24,8 +24,7 @@
 -- (rlsworker.notify_barrier(), tried again and again, never blocking),
 -- then claims. Every transaction that decided not to notify before the
 -- worker's update was visible has ended by then, so the claim sees its
--- jobs; every later one sees the update and notifies. A worker that cannot
--- pass the barrier within its poll interval relies on its next poll.
+-- jobs; every later one sees the update and notifies.
 -- Workers of an older version never set the column and are woken as
 -- before.
 alter table rlsworker.workers add column wants_notify boolean not null default true;
