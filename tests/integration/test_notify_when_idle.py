@@ -75,6 +75,37 @@ def test_a_job_queued_while_the_worker_is_busy_starts_without_notifying(
     assert "could not" not in w.read_stderr()
 
 
+def test_the_worker_waits_out_a_transaction_longer_than_its_poll_interval(
+        rlsworker, db, tasks_dir):
+    """The barrier is tried again for as long as the transaction is open,
+    not only for poll_interval: the job runs right after the commit, not at
+    the next poll (here 2 s apart; the transaction stays open 3 s after the
+    worker goes idle)."""
+    db.sql("create table woken (job_id bigint primary key, at timestamptz not null)")
+    system_task(tasks_dir, "slow", "select pg_sleep(0.2);")
+    system_task(tasks_dir, "mark", "insert into woken values (:job_id, clock_timestamp());")
+    db.sql("select count(*) from rlsworker.add_jobs((select jsonb_agg("
+           "jsonb_build_object('task', 'slow')) from generate_series(1, 48)))")
+    w = rlsworker.spawn("run", "--tasks", str(tasks_dir), "--concurrency", "8",
+                        "--prefetch", "0", "--poll-interval", "2000", env=db.env())
+    wait_until(lambda: wants_notify(db) is False, 15, what="the worker to say it is busy")
+    with db.connect(autocommit=True) as listener, db.connect() as queuer:
+        listener.execute("listen rlsworker_jobs")
+        job = queuer.execute("select rlsworker.add_job('mark')").fetchone()[0]
+        wait_until(lambda: wants_notify(db) is True, 15,
+                   what="the worker to say it waits for work")
+        time.sleep(3)
+        committed = db.val("select clock_timestamp()")
+        queuer.commit()
+        wait_until(lambda: db.val("select count(*) from woken where job_id = %s", (job,)) == 1,
+                   10, what="the job to run")
+        assert heard(listener, 0.2) == [], "the busy worker was notified"
+    lag = db.val("select extract(epoch from at - %s) from woken where job_id = %s",
+                 (committed, job))
+    assert lag < 0.6, "the job ran %.2f s after its commit" % lag
+    assert w.stop() == 0
+
+
 def test_a_role_that_may_insert_but_not_ask_still_notifies(db):
     """wake_needed() is the queue owner's; a role granted INSERT on the jobs
     table without it queues and notifies as before."""
