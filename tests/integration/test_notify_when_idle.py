@@ -40,17 +40,24 @@ def wants_notify(db):
     return db.val("select bool_and(wants_notify) from rlsworker.workers")
 
 
-def test_a_job_queued_while_the_worker_is_busy_starts_without_notifying(
-        rlsworker, db, tasks_dir):
+def busy_worker(rlsworker, db, tasks_dir, poll_ms):
+    """A worker draining 48 jobs of 0.2 s, 8 at a time: its claims of 8
+    come back full, so it says it is busy; it polls every poll_ms. Its
+    "mark" jobs record when they ran in table woken."""
     db.sql("create table woken (job_id bigint primary key, at timestamptz not null)")
     system_task(tasks_dir, "slow", "select pg_sleep(0.2);")
     system_task(tasks_dir, "mark", "insert into woken values (:job_id, clock_timestamp());")
     db.sql("select count(*) from rlsworker.add_jobs((select jsonb_agg("
            "jsonb_build_object('task', 'slow')) from generate_series(1, 48)))")
-    # claims of 8 that come back full make it busy; polls every 30 s only
     w = rlsworker.spawn("run", "--tasks", str(tasks_dir), "--concurrency", "8",
-                        "--prefetch", "0", "--poll-interval", "30000", env=db.env())
+                        "--prefetch", "0", "--poll-interval", str(poll_ms), env=db.env())
     wait_until(lambda: wants_notify(db) is False, 15, what="the worker to say it is busy")
+    return w
+
+
+def test_a_job_queued_while_the_worker_is_busy_starts_without_notifying(
+        rlsworker, db, tasks_dir):
+    w = busy_worker(rlsworker, db, tasks_dir, 30000)      # polls every 30 s only
     with db.connect(autocommit=True) as listener, db.connect() as queuer:
         listener.execute("listen rlsworker_jobs")
         job = queuer.execute("select rlsworker.add_job('mark')").fetchone()[0]
@@ -81,14 +88,7 @@ def test_the_worker_waits_out_a_transaction_longer_than_its_poll_interval(
     not only for poll_interval: the job runs right after the commit, not at
     the next poll (here 2 s apart; the transaction stays open 3 s after the
     worker goes idle)."""
-    db.sql("create table woken (job_id bigint primary key, at timestamptz not null)")
-    system_task(tasks_dir, "slow", "select pg_sleep(0.2);")
-    system_task(tasks_dir, "mark", "insert into woken values (:job_id, clock_timestamp());")
-    db.sql("select count(*) from rlsworker.add_jobs((select jsonb_agg("
-           "jsonb_build_object('task', 'slow')) from generate_series(1, 48)))")
-    w = rlsworker.spawn("run", "--tasks", str(tasks_dir), "--concurrency", "8",
-                        "--prefetch", "0", "--poll-interval", "2000", env=db.env())
-    wait_until(lambda: wants_notify(db) is False, 15, what="the worker to say it is busy")
+    w = busy_worker(rlsworker, db, tasks_dir, 2000)
     with db.connect(autocommit=True) as listener, db.connect() as queuer:
         listener.execute("listen rlsworker_jobs")
         job = queuer.execute("select rlsworker.add_job('mark')").fetchone()[0]
