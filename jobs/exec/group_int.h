@@ -30,7 +30,7 @@ struct member {
 
 /* What each statement of the op in flight is. */
 struct tag {
-    int owner;                    /* member, OWNER_GROUP or OWNER_COMPLETION */
+    int owner;                    /* member, OWNER_GROUP, OWNER_COMPLETION or OWNER_PLANS */
     int tstmt;                    /* the task's statement number, or -1 */
     int prep;                     /* a prepare: its prepcache entry; or -1 */
 };

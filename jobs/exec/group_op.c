@@ -36,6 +36,14 @@ struct op_build {
  * prepared statement without parameters on one generic plan whatever
  * plan_cache_mode says, and that plan would be made with the first job's
  * claims. */
+/* The prepare of prepcache entry k, which this op sends. */
+static void add_prepare(struct op_build *b, int owner, int tstmt, int k, const char *sql, int np)
+{
+    b->g->preps.v[k].sending = true;
+    b->tags[b->n] = (struct tag){owner, tstmt, k};
+    b->st[b->n++] = (struct rw_pg_stmt){sql, np, NULL, b->g->preps.v[k].name, true};
+}
+
 static int add_stmt(struct op_build *b, int owner, int tstmt, const char *sql, int np,
                     const char *const *p)
 {
@@ -45,11 +53,8 @@ static int add_stmt(struct op_build *b, int owner, int tstmt, const char *sql, i
 
     if (named && (k = rw_prepcache_get(&b->g->preps, sql)) < 0)
         return -1;
-    if (k >= 0 && !b->g->preps.v[k].ready && !b->g->preps.v[k].sending) {
-        b->g->preps.v[k].sending = true;
-        b->tags[b->n] = (struct tag){owner, tstmt, k};
-        b->st[b->n++] = (struct rw_pg_stmt){sql, np, NULL, b->g->preps.v[k].name, true};
-    }
+    if (k >= 0 && !b->g->preps.v[k].ready && !b->g->preps.v[k].sending)
+        add_prepare(b, owner, tstmt, k, sql, np);
     b->tags[b->n] = (struct tag){owner, tstmt, -1};
     b->st[b->n++] = k < 0 ? RW_PG_STMT(sql, np, p)
                           : (struct rw_pg_stmt){sql, np, p, b->g->preps.v[k].name, false};
@@ -167,10 +172,7 @@ static int add_plans(struct op_build *b, struct rw_group *g)
                 return -1;
             if (g->preps.v[p].sending)
                 continue;             /* already here */
-            g->preps.v[p].sending = true;
-            b->tags[b->n] = (struct tag){OWNER_GROUP, -1, p};
-            b->st[b->n++] = (struct rw_pg_stmt){t->stmts[k].sql, t->stmts[k].nparams, NULL,
-                                                g->preps.v[p].name, true};
+            add_prepare(b, OWNER_GROUP, -1, p, t->stmts[k].sql, t->stmts[k].nparams);
             len += strlen(g->preps.v[p].name) + 1;
         }
     }
