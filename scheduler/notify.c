@@ -373,7 +373,7 @@ static void on_barrier_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct rw_sched *s = t->data;
 
-    if (s->barrier_since > 0)
+    if (s->barrier_pending)
         send_barrier(s);
 }
 
@@ -387,16 +387,16 @@ static void barrier_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     struct rw_sched *s = arg;
 
     s->barrier_inflight = false;
-    if (s->barrier_since == 0 || s->stopping)
+    if (!s->barrier_pending || s->stopping)
         return;                        /* busy again */
     if (rw_queue_barrier_passed(r)) {
-        s->barrier_since = 0;
+        s->barrier_pending = false;
         s->more_ready = true;
         rw_sched_maybe_claim(s);
         return;
     }
     if (!r->ok) {
-        s->barrier_since = 0;
+        s->barrier_pending = false;
         if (!r->conn_lost)
             rw_warn("could not wait for transactions that queued jobs without notifying: %s; "
                     "the next poll finds their jobs", r->error);
@@ -413,7 +413,7 @@ static void wait_for_work(struct rw_sched *s)
     if (rw_queue_set_wants_notify(s->ctl, s->id, true, wants_set, s) < 0)
         return;
     s->wants_notify = 1;
-    s->barrier_since = ev_now(s->loop);
+    s->barrier_pending = true;
     s->barrier_delay = 0.005;
     send_barrier(s);
 }
@@ -421,7 +421,7 @@ static void wait_for_work(struct rw_sched *s)
 void rw_sched_wake_claimed(struct rw_sched *s, int rows, int asked)
 {
     if (rows >= asked && rows >= BUSY_MIN_ROWS) {
-        s->barrier_since = 0;
+        s->barrier_pending = false;
         ev_timer_stop(s->loop, &s->barrier_timer);
         if (s->wants_notify != 0 &&
             rw_queue_set_wants_notify(s->ctl, s->id, false, wants_set, s) == 0)
@@ -434,8 +434,6 @@ void rw_sched_wake_claimed(struct rw_sched *s, int rows, int asked)
 void rw_sched_wake_registered(struct rw_sched *s)
 {
     ev_timer_stop(s->loop, &s->barrier_timer);
-    s->barrier_since = 0;
-    s->barrier_inflight = false;
     wait_for_work(s);
 }
 

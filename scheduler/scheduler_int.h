@@ -60,7 +60,7 @@ struct rw_sched {
      * it passes before the claim that follows a change to true */
     int wants_notify;
     bool barrier_inflight;
-    ev_tstamp barrier_since;      /* 0: no barrier to pass */
+    bool barrier_pending;         /* a barrier to pass before the next claim */
     double barrier_delay;
     ev_timer barrier_timer;
 
