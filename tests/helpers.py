@@ -400,3 +400,9 @@ def write_task(dir, name, text):
     with open(path, "w") as f:
         f.write(textwrap.dedent(text).lstrip("\n"))
     return path
+
+
+def system_task(dir, name, body):
+    """Writes task `name`, run_as system, scope global, whose SQL is `body`."""
+    return write_task(dir, name, "-- task: %s\n-- run_as: system\n-- scope: global\n%s\n"
+                      % (name, body))

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from helpers import wait_until, write_task
+from helpers import system_task, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +29,6 @@ def heard(conn, wait):
         if left <= 0:
             return got
         select.select([conn.fileno()], [], [], left)
-
-
-def system_task(tasks_dir, name, body):
-    write_task(tasks_dir, name, "-- task: %s\n-- run_as: system\n-- scope: global\n%s\n"
-               % (name, body))
 
 
 def wants_notify(db):

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from helpers import free_port, wait_until, write_task
+from helpers import free_port, system_task, wait_until, write_task
 from pgbouncer import PgBouncer, PooledDatabase
 from tcpproxy import TcpProxy
 
@@ -46,11 +46,6 @@ def pooled(db, bouncer):
 @pytest.fixture
 def pooled_direct(db, bouncer):
     return PooledDatabase(db, bouncer, direct=True)
-
-
-def system_task(tasks_dir, name, body):
-    write_task(tasks_dir, name, "-- task: %s\n-- run_as: system\n-- scope: global\n%s\n"
-               % (name, body))
 
 
 def worker_channels(bouncer, db, role="neondb_owner"):
