@@ -123,6 +123,22 @@ def test_one_notification_per_transaction_none_on_rollback(db, listener):
     db.sql("select rlsworker.add_job('noop')")
     assert notifications(listener) == []
 
+    # a job key that replaces a queued job follows the same rule (021): no
+    # notification while the worker is busy (001's replace path sent one
+    # on every call) ...
+    first = db.val("select rlsworker.add_job('noop', job_key => 'debounce')")
+    assert notifications(listener) == []
+    assert db.val("select rlsworker.add_job('noop', '{\"v\": 2}', job_key => 'debounce')") == first
+    assert notifications(listener) == []
+    # ... one while it waits for work, none for a job replaced for later
+    db.sql("select rlsworker.set_wants_notify('w-waits', true)")
+    assert db.val("select rlsworker.add_job('noop', '{\"v\": 3}', job_key => 'debounce')") == first
+    assert notifications(listener) == [("rlsworker_jobs", "")]
+    db.sql("select rlsworker.add_job('noop', job_key => 'debounce',"
+           " run_at => now() + interval '1 hour')")
+    assert notifications(listener) == []
+    assert db.val("select payload from rlsworker.jobs where id = %s", (first,)) == {}
+
 
 def test_named_queue_rows(db):
     db.sql("select rlsworker.add_job('noop', queue => 'qa')")
