@@ -65,6 +65,27 @@ static void flush_op_free(struct flush_op *f, bool free_items)
     free(f);
 }
 
+/* A batch recorded fewer jobs than it named: the others were given back to
+ * the queue by lock recovery (this worker was taken for lost) and may run
+ * again, or already did elsewhere. */
+static void warn_unrecorded(const struct flush_op *f, const struct rw_pg_result *r)
+{
+    static const char *const what[3] = {"completed", "failed", "released"};
+    struct rw_queue_outcomes sent = {f->s->id, f->params[1], f->params[3], f->params[5]};
+    int recorded[3], named[3] = {0, 0, 0};
+
+    for (int i = 0; i < f->n; i++)
+        named[f->items[i].kind]++;
+    rw_queue_outcomes_recorded(r, &sent, recorded);
+    for (int k = 0; k < 3; k++)
+        if (recorded[k] >= 0 && recorded[k] < named[k])
+            rw_warn("recorded %d of the %d jobs this worker %s: the others were no longer "
+                    "held by it (lock recovery returned them to the queue after this "
+                    "worker's heartbeat or session was lost), so they may run again; "
+                    "check lock_timeout and the connection to the database",
+                    recorded[k], named[k], what[k]);
+}
+
 static void flush_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
 {
     struct flush_op *f = arg;
@@ -82,6 +103,8 @@ static void flush_done(rw_pg *pg, const struct rw_pg_result *r, void *arg)
     } else if (!r->ok) {
         rw_error("could not record job outcomes: %s; lock recovery will return "
                  "those jobs to the queue", r->error);
+    } else {
+        warn_unrecorded(f, r);
     }
     flush_op_free(f, true);
     if (s->finish_pending && s->out_inflight == 0) {

@@ -224,6 +224,24 @@ int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg
     return rw_pg_submit(pg, st, n, cb, arg);
 }
 
+void rw_queue_outcomes_recorded(const struct rw_pg_result *r, const struct rw_queue_outcomes *o,
+                                int counts[3])
+{
+    const char *sent[3] = {o->completed_ids, o->failed_rows, o->released_ids};
+
+    for (int i = 0, k = 0; i < 3; i++) {
+        const PGresult *res;
+
+        counts[i] = -1;
+        if (!sent[i])
+            continue;
+        res = k < r->nresults ? r->results[k] : NULL;
+        k++;
+        if (res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+            counts[i] = atoi(PQgetvalue(res, 0, 0));
+    }
+}
+
 /* ---- cron_last_ticks, cron_fire ---------------------------------------------- */
 
 int rw_queue_cron_last_ticks(rw_pg *pg, rw_pg_done_cb cb, void *arg)

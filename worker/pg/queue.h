@@ -120,6 +120,11 @@ struct rw_queue_outcomes {
 /* complete_jobs, then fail_jobs, then release_jobs. */
 int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg_done_cb cb,
                              void *arg) RW_QUEUE_WUR;
+/* How many jobs each of its statements recorded, as counts[0] complete,
+ * [1] fail, [2] release; -1 for a list that was not sent. Fewer than sent:
+ * the others were no longer held by the worker (lock recovery). */
+void rw_queue_outcomes_recorded(const struct rw_pg_result *r, const struct rw_queue_outcomes *o,
+                                int counts[3]);
 
 /* ---- cron_last_ticks, cron_fire (002_cron.sql) ----------------------------- */
 
