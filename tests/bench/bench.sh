@@ -28,7 +28,7 @@
 # Env: JOBS (20000) RUNS (3) CONCURRENCIES ("1 10 50") TASKS ("noop user_insert")
 #      SAMPLES (1000) LAT_CONCURRENCY ("24") PHASES ("throughput latency"; also "scale", "enqueue",
 #      "busy_enqueue") BUSY_QUEUED ("0 300000": jobs queued before the worker starts)
-#      BUSY_CLIENTS (10) BUSY_SECONDS (5)
+#      BUSY_CLIENTS (10) BUSY_SECONDS (5) BUSY_KEYED (0; 1: each client replaces its own job key)
 #      SCALE_JOBS ("10000 1000000": queue lengths the scale phase drains, no-op jobs
 #      enqueued with add_jobs) SCALE_CONCURRENCY (10) SCALE_RUNS (3: drains of each
 #      length, median; a drain of 10 000 lasts a third of a second, so one is noise)
@@ -53,7 +53,7 @@
 #   rlsworker_latency task=user_latency concurrency=24 samples=1000 runs=3 p50_ms=MED (min .. max) p95_ms=.. p99_ms=.. avg_ms=..
 #     ac_p50=MED (min .. max) ac_p99=.. (after the enqueue's commit) enq_p50=.. enq_p99=.. (the enqueue's execute)
 #   rlsworker_enqueue fn=add_job task=noop jobs=20000 runs=3 jobs_per_s=MED (min .. max)
-#   rlsworker_busy_enqueue history=on queued=300000 clients=10 seconds=5 runs=3 tps=MED (min .. max)
+#   rlsworker_busy_enqueue history=on queued=300000 clients=10 seconds=5 keyed=0 runs=3 tps=MED (min .. max)
 #   rlsworker_scale task=noop concurrency=10 jobs=N runs=3 enqueue_jobs_per_s=MED (min .. max) jobs_per_s=MED (min .. max) jobs_heap_index_mib_queued=H/I drained=H/I vacuumed=H/I
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -78,6 +78,7 @@ done
 for v in $HISTORIES; do
     case "$v" in on|off) ;; *) echo "bench: HISTORIES takes on and off, not $v" >&2; exit 2;; esac
 done
+case "${BUSY_KEYED:-0}" in 0|1) ;; *) echo "bench: BUSY_KEYED takes 0 or 1, not $BUSY_KEYED" >&2; exit 2;; esac
 [ "$JOBS" -le 1000000 ] && [ "$RUNS" -le 20 ] || { echo "bench: at most JOBS=1000000, RUNS=20" >&2; exit 2; }
 for v in $ENQ_JOBS; do
     [ "$v" -ge 1 ] && [ "$v" -le 1000000 ] || { echo "bench: ENQ_JOBS counts must be 1..1000000" >&2; exit 2; }
@@ -449,10 +450,16 @@ enqueue() {
 # run` (concurrency 10) started, and after a second BUSY_CLIENTS pgbench
 # clients calling `select rlsworker.add_job('noop')`, one transaction each,
 # for BUSY_SECONDS. With jobs queued the worker is busy draining them; with
-# none it waits for work, so every enqueue notifies it.
+# none it waits for work, so every enqueue notifies it. BUSY_KEYED=1: each
+# client calls add_job with a job key of its own, so after its first call
+# each one replaces its queued job (a debounce; migration 021).
 busy_enqueue() {
     local n r v out tps left pid script=$work/busy_enqueue.sql
-    echo "select rlsworker.add_job('noop');" > "$script"
+    if [ "${BUSY_KEYED:-0}" = 1 ]; then
+        echo "select rlsworker.add_job('noop', job_key => 'debounce-' || :client_id);" > "$script"
+    else
+        echo "select rlsworker.add_job('noop');" > "$script"
+    fi
     for n in ${BUSY_QUEUED:-0 300000}; do
         for v in $(variants); do : > "$(vfile busy "$v")"; done
         for r in $(seq "$RUNS"); do for v in $(variants); do
@@ -476,7 +483,7 @@ busy_enqueue() {
         for v in $(variants); do
             use_variant "$v"
             echo "rlsworker_busy_enqueue${VTAG:+ $VTAG} queued=$n clients=${BUSY_CLIENTS:-10}" \
-                "seconds=${BUSY_SECONDS:-5} runs=$RUNS tps=$(mmm < "$(vfile busy "$v")")"
+                "seconds=${BUSY_SECONDS:-5} keyed=${BUSY_KEYED:-0} runs=$RUNS tps=$(mmm < "$(vfile busy "$v")")"
         done
     done
 }
