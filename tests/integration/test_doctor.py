@@ -190,11 +190,19 @@ def granted_usage_on_queue(s):
     return "authenticated_backend", "restricted.queue_access", "rlsworker"
 
 
+def admin_serializable(s):
+    """The worker's claims and completions fail with serialization errors
+    at serializable (two workers: claims, outcome batches, the sweep)."""
+    s.su("alter database %s set default_transaction_isolation = 'serializable'" % s.db.name)
+    return "neondb_owner", "admin.isolation", "default_transaction_isolation = serializable"
+
+
 MISCONFIGURATIONS = [
     superuser, bypassrls, member_of_bypassrls_direct, member_of_bypassrls_inherited,
     member_of_superuser_noinherit, member_of_table_owner, role_default_claims,
     database_default_claims, role_default_role, connects_as_other_current_user,
     url_for_role_logs_in_as_other, cannot_log_in, granted_usage_on_queue,
+    admin_serializable,
 ]
 IDS = [f.__name__ for f in MISCONFIGURATIONS]
 
@@ -236,6 +244,9 @@ def test_clean_setup_passes_with_canary(rlsworker, db):
         assert checks(report, "PASS", "restricted.bypassrls", role)
     assert checks(report, "PASS", "admin.schema", "neondb_owner")
     assert checks(report, "INFO", "admin.bypassrls", "neondb_owner")
+    assert checks(report, "PASS", "admin.isolation", "neondb_owner")
+    for role in ("authenticated_backend", "moderator_backend", "admin_backend"):
+        assert checks(report, "PASS", "restricted.isolation", role), describe(report)
 
 
 def test_text_report_names_status_role_and_fix(rlsworker, setup):
@@ -266,6 +277,36 @@ def test_unmigrated_database_fails_admin_schema(rlsworker, bare_db):
     assert r.returncode == 1
     found = checks(report, "FAIL", "admin.schema", "neondb_owner")
     assert found and "rlsworker migrate" in found[0]["message"], describe(report)
+
+
+def test_admin_role_at_read_committed_passes_where_the_database_is_serializable(
+        rlsworker, setup):
+    """The fix the FAIL names: the admin role's own default, in this
+    database, wins over the database's; restricted roles keep
+    serializable and are warned."""
+    admin_serializable(setup)
+    setup.su("alter role neondb_owner in database %s set default_transaction_isolation"
+             " = 'read committed'" % setup.db.name)
+    r, report = doctor(rlsworker, setup.env)
+    assert checks(report, "PASS", "admin.isolation", "neondb_owner"), describe(report)
+    warned = checks(report, "WARN", "restricted.isolation", "authenticated_backend")
+    assert warned and "serializable" in warned[0]["message"], describe(report)
+    assert "fix, unless your tasks need it: ALTER ROLE authenticated_backend IN DATABASE" \
+        in warned[0]["message"]
+    assert r.returncode == 0, describe(report)
+
+
+def test_run_warns_of_a_restricted_role_at_repeatable_read(rlsworker, setup, tmp_path):
+    setup.su("alter role authenticated_backend in database %s set"
+             " default_transaction_isolation = 'repeatable read'" % setup.db.name)
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    r = rlsworker.cli("run", "--once", "--tasks", tasks, env=setup.env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "restricted.isolation: role \"authenticated_backend\": its sessions start at" \
+        " default_transaction_isolation = repeatable read" in r.stderr, r.stderr
+    _, report = doctor(rlsworker, setup.env)
+    assert checks(report, "PASS", "admin.isolation", "neondb_owner"), describe(report)
 
 
 def test_superuser_admin_is_a_warning(rlsworker, db):
