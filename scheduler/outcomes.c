@@ -51,17 +51,23 @@ struct flush_op {
     struct rw_sched *s;
     struct rw_outcome *items;
     int n;
-    char *params[6];
+    char *lists[3];     /* owned: completed ids, failed rows, released ids, or NULL */
     bool on_out;        /* sent on the outcomes connection */
 };
+
+/* What the op sends (rw_queue_record_outcomes) and is answered for. */
+static struct rw_queue_outcomes sent_of(const struct flush_op *f)
+{
+    return (struct rw_queue_outcomes){f->s->id, f->lists[0], f->lists[1], f->lists[2]};
+}
 
 static void flush_op_free(struct flush_op *f, bool free_items)
 {
     for (int i = 0; free_items && i < f->n; i++)
         free(f->items[i].error);
     free(f->items);
-    for (int i = 0; i < 6; i++)
-        free(f->params[i]);
+    for (int i = 0; i < 3; i++)
+        free(f->lists[i]);
     free(f);
 }
 
@@ -71,7 +77,7 @@ static void flush_op_free(struct flush_op *f, bool free_items)
 static void warn_unrecorded(const struct flush_op *f, const struct rw_pg_result *r)
 {
     static const char *const what[3] = {"completed", "failed", "released"};
-    struct rw_queue_outcomes sent = {f->s->id, f->params[1], f->params[3], f->params[5]};
+    struct rw_queue_outcomes sent = sent_of(f);
     int recorded[3], named[3] = {0, 0, 0};
 
     for (int i = 0; i < f->n; i++)
@@ -173,10 +179,10 @@ void rw_sched_flush_outcomes(struct rw_sched *s, bool force)
     f->n = s->noutcomes;
     s->outcomes = NULL;
     s->noutcomes = s->outcomes_cap = 0;
-    f->params[1] = ids_literal(f->items, f->n, RW_OUT_COMPLETE);
-    f->params[3] = fail_rows(f->items, f->n);
-    f->params[5] = ids_literal(f->items, f->n, RW_OUT_RELEASE);
-    batch = (struct rw_queue_outcomes){s->id, f->params[1], f->params[3], f->params[5]};
+    f->lists[0] = ids_literal(f->items, f->n, RW_OUT_COMPLETE);
+    f->lists[1] = fail_rows(f->items, f->n);
+    f->lists[2] = ids_literal(f->items, f->n, RW_OUT_RELEASE);
+    batch = sent_of(f);
     /* on the outcomes connection while it is up, so the server records this
      * batch while the control connection claims the next; at the end on the
      * control connection, in front of the deregistration */

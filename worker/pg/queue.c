@@ -204,21 +204,32 @@ static struct rw_pg_stmt release_jobs(const char *const params[2])
     return RW_PG_STMT("select rlsworker.release_jobs($1, $2::bigint[])", 2, params);
 }
 
+/* The three lists in the order their statements are sent, the order
+ * rw_queue_outcomes_recorded reads the answers in. */
+static void outcome_lists(const struct rw_queue_outcomes *o, const char *lists[3])
+{
+    lists[0] = o->completed_ids;
+    lists[1] = o->failed_rows;
+    lists[2] = o->released_ids;
+}
+
 int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg_done_cb cb,
                              void *arg)
 {
-    const char *done[2] = {o->worker, o->completed_ids};
-    const char *failed[2] = {o->worker, o->failed_rows};
-    const char *released[2] = {o->worker, o->released_ids};
+    static struct rw_pg_stmt (*const build[3])(const char *const[2]) = {
+        complete_jobs, fail_jobs, release_jobs};
+    const char *lists[3], *params[3][2];
     struct rw_pg_stmt st[3];
     int n = 0;
 
-    if (o->completed_ids)
-        st[n++] = complete_jobs(done);
-    if (o->failed_rows)
-        st[n++] = fail_jobs(failed);
-    if (o->released_ids)
-        st[n++] = release_jobs(released);
+    outcome_lists(o, lists);
+    for (int i = 0; i < 3; i++) {
+        if (!lists[i])
+            continue;
+        params[i][0] = o->worker;
+        params[i][1] = lists[i];
+        st[n++] = build[i](params[i]);
+    }
     if (n == 0)
         return -1;
     return rw_pg_submit(pg, st, n, cb, arg);
@@ -227,8 +238,9 @@ int rw_queue_record_outcomes(rw_pg *pg, const struct rw_queue_outcomes *o, rw_pg
 void rw_queue_outcomes_recorded(const struct rw_pg_result *r, const struct rw_queue_outcomes *o,
                                 int counts[3])
 {
-    const char *sent[3] = {o->completed_ids, o->failed_rows, o->released_ids};
+    const char *sent[3];
 
+    outcome_lists(o, sent);
     for (int i = 0, k = 0; i < 3; i++) {
         const PGresult *res;
 
