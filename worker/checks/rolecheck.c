@@ -290,10 +290,14 @@ static int check_defaults(PGconn *c, const struct who *w, struct rw_report *rep)
 }
 
 /* The isolation level sessions start at (role, role-in-database or database
- * default): the worker's transactions are written for read committed. */
-static const char sql_isolation[] =
-    "select current_setting('default_transaction_isolation'),"
-    "  quote_ident(current_user), quote_ident(current_database())";
+ * default), and the names its fix needs: the worker's transactions are
+ * written for read committed. The restricted check selects these alone;
+ * the admin check with its other columns (sql_admin). */
+#define ISOLATION_COLUMNS                                                      \
+    "current_setting('default_transaction_isolation'),"                        \
+    "  quote_ident(current_user), quote_ident(current_database())"
+
+static const char sql_isolation[] = "select " ISOLATION_COLUMNS;
 
 static bool read_committed(const char *level)
 {
@@ -400,8 +404,7 @@ static const char sql_admin[] =
     "   where p.pronamespace = to_regnamespace('rlsworker')"
     "     and not has_function_privilege(p.oid, 'EXECUTE')),"
     "  to_regprocedure('rlsworker.claim_jobs(text, integer)') is not null,"
-    "  current_setting('default_transaction_isolation'),"
-    "  quote_ident(current_user), quote_ident(current_database())"
+    "  " ISOLATION_COLUMNS
     " from pg_catalog.pg_roles r where r.rolname = current_user";
 
 static void admin_attributes(const PGresult *r, struct rw_report *rep)
