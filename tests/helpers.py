@@ -354,6 +354,12 @@ class Spawned(subprocess.Popen):
         self._err.close()
         return self.returncode
 
+    def stop_clean(self, sig=signal.SIGTERM, timeout=30):
+        """stop(), and asserts the exit code is 0, showing the end of stderr
+        when it is not."""
+        code = self.stop(sig, timeout)
+        assert code == 0, "exit %r; stderr ends:\n%s" % (code, self.read_stderr()[-3000:])
+
 
 class Worker:
     """The rlsworker binary: `cli` for commands that finish, `spawn` for

@@ -135,7 +135,7 @@ def test_browser_login_overview_and_workers(rlsworker, db, tasks, tmp_path):
     out = browser("workers", port)
     worker_id = db.val("select id from rlsworker.workers")
     assert worker_id in out["text"]
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_browser_dead_job_retry_runs(rlsworker, db, tasks, tmp_path):
@@ -151,7 +151,7 @@ def test_browser_dead_job_retry_runs(rlsworker, db, tasks, tmp_path):
     assert db.val("select count(*) from rlsworker.jobs where id = %s", (job,)) == 0
     assert "retry job %d: queued" % job in w.read_stderr()
     assert "console: user %s" % USER in w.read_stderr()
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_browser_cancel_running_job(rlsworker, db, tasks, tmp_path):
@@ -164,7 +164,7 @@ def test_browser_cancel_running_job(rlsworker, db, tasks, tmp_path):
     wait_until(lambda: db.val("select outcome from rlsworker.job_runs where job_id = %s",
                               (job,)) == "cancelled", what="job cancelled")
     assert db.val("select state from rlsworker.jobs where id = %s", (job,)) == "cancelled"
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_browser_enqueue_shows_in_history(rlsworker, db, tasks, tmp_path):
@@ -175,7 +175,7 @@ def test_browser_enqueue_shows_in_history(rlsworker, db, tasks, tmp_path):
                  (out["id"],))
     assert row == ("noop", "succeeded")
     assert "enqueued task noop as job %d" % out["id"] in w.read_stderr()
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_browser_shows_next_cron_fire(rlsworker, db, tasks, tmp_path):
@@ -189,7 +189,7 @@ def test_browser_shows_next_cron_fire(rlsworker, db, tasks, tmp_path):
     minute = int(rows["ten-minutes"]["next"].split(":")[1])
     assert minute % 10 == 0
     assert "never" in rows["nightly-noop"]["text"] and "never" not in rows["every-5s"]["text"]
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_browser_script_in_payload_does_not_run(rlsworker, db, tasks, tmp_path):
@@ -202,7 +202,7 @@ def test_browser_script_in_payload_does_not_run(rlsworker, db, tasks, tmp_path):
     out = browser("xss", port, JOB=job)
     assert not out["pwned"] and out["dialogs"] == [] and out["scripts"] == 0
     assert "<script>window.__pwned=1</script>" in out["row"]   # shown as text
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 class EvilHandler(BaseHTTPRequestHandler):
@@ -246,7 +246,7 @@ def test_browser_cross_site_post_changes_nothing(rlsworker, db, tasks, tmp_path)
     assert any("frame-ancestors" in e or "NotSameOrigin" in e or "403" in e
                for e in out["errors"]), out["errors"]
     assert db.val("select state from rlsworker.jobs where id = %s", (job,)) == "dead"
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_browser_without_or_with_wrong_credentials_gets_401(rlsworker, db, tasks, tmp_path):
@@ -259,7 +259,7 @@ def test_browser_without_or_with_wrong_credentials_gets_401(rlsworker, db, tasks
         # no console request got through: nothing but the challenge came back
         assert [s["url"] for s in out["seen"]] == ["http://127.0.0.1:%d/ui/" % port] * len(
             out["seen"]), out
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 # ------------------------------------------------------------------ HTTP
@@ -278,7 +278,7 @@ def test_401_without_and_with_wrong_credentials(rlsworker, db, tasks, tmp_path):
     assert st == 200 and data["user"] == USER and len(data["csrf"]) == 64
     assert "failed login from 127.0.0.1" in w.read_stderr()
     assert PASSWORD not in w.read_stderr()
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_failed_logins_are_limited_per_address(rlsworker, db, tasks, tmp_path):
@@ -292,7 +292,7 @@ def test_failed_logins_are_limited_per_address(rlsworker, db, tasks, tmp_path):
     # blocked now, even with the right password (no oracle for guessing)
     st, h, _ = request(port, "GET", "/ui/", headers={"Authorization": basic()})
     assert st == 429 and "retry-after" in h
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_security_headers_and_no_secrets_in_pages(rlsworker, db, tasks, tmp_path):
@@ -318,7 +318,7 @@ def test_security_headers_and_no_secrets_in_pages(rlsworker, db, tasks, tmp_path
     _, _, jobs = request(port, "GET", "/ui/api/jobs", headers={"Authorization": basic()})
     assert jobs["rows"][0]["has_claims"] is True and jobs["rows"][0]["subject"] == "alice"
     assert "claims" not in jobs["rows"][0]
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_post_needs_csrf_token_and_origin(rlsworker, db, tasks, tmp_path):
@@ -349,7 +349,7 @@ def test_post_needs_csrf_token_and_origin(rlsworker, db, tasks, tmp_path):
     assert st == 200 and data["result"] == "deleted", data
     assert db.val("select count(*) from rlsworker.jobs where id = %s", (job,)) == 0
     assert "refused a POST from 127.0.0.1" in w.read_stderr()
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_enqueue_goes_through_add_job_validation(rlsworker, db, tasks, tmp_path):
@@ -371,20 +371,20 @@ def test_enqueue_goes_through_add_job_validation(rlsworker, db, tasks, tmp_path)
     row = db.one("select task, subject, queue, job_key, priority, claims->>'sub' from"
                  " rlsworker.jobs where id = %s", (data["id"],))
     assert row == ("complete_todos", "alice", "q", "k1", -2, "alice")
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
 
 
 def test_password_hashes(rlsworker, db, tasks, tmp_path):
     digest = "sha256:" + hashlib.sha256(PASSWORD.encode()).hexdigest()
     w, port = start(rlsworker, db, tasks, tmp_path, digest)
     assert request(port, "GET", "/ui/", headers={"Authorization": basic(password="x")})[0] == 401
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
     salt = b"0123456789abcdef"
     key = hashlib.pbkdf2_hmac("sha256", PASSWORD.encode(), salt, 20000)
     spec = "pbkdf2-sha256:20000:%s:%s" % (salt.hex(), key.hex())
     w, port = start(rlsworker, db, tasks, tmp_path, spec)
     assert request(port, "GET", "/ui/", headers={"Authorization": basic(password="x")})[0] == 401
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
     r = rlsworker.cli("run", "--once", "--listen", "127.0.0.1:%d" % free_port(), "--tasks",
                       str(tasks), env=db.env(RLSWORKER_CONSOLE_USER=USER,
                                              RLSWORKER_CONSOLE_PASSWORD="sha256:abc"))
@@ -397,4 +397,4 @@ def test_console_off_without_credentials(rlsworker, db, tasks, tmp_path):
                         env=db.env())
     w.wait_for(r"http intake listening on")
     assert request(port, "GET", "/ui/", headers={"Authorization": basic()})[0] == 404
-    assert w.stop() == 0, w.read_stderr()[-3000:]
+    w.stop_clean()
